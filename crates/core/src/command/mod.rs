@@ -1,0 +1,142 @@
+//! The application layer: every operation of the API as one method of [`Core`], protocol-free.
+//! Each write loads projections, decides with the domain, and commits events and projection rows
+//! in one transaction; a lost optimistic-concurrency race re-reads and decides again.
+
+mod bootstrap;
+mod org;
+mod user;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use bootstrap::{Bootstrap, BootstrapResult};
+pub use org::OrgContext;
+pub use user::{NewHuman, PasswordInput, UserScope, read_details};
+
+use crate::domain::id::IdGenerator;
+use crate::domain::{DomainError, ErrorKind};
+use crate::store::{EventStore, StoreError};
+
+/// How often a command re-decides after losing a race before giving up.
+const MAX_ATTEMPTS: usize = 8;
+
+/// What a manipulation answers: the appended event's sequence and time, and the owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Details {
+    /// The aggregate's sequence after the event.
+    pub sequence: u64,
+    /// Creation date: the event's time for a manipulation, the first event's for a read.
+    pub created_us: i64,
+    /// Change date: the event's time for a manipulation, the last event's for a read.
+    pub changed_us: i64,
+    /// The owning org.
+    pub resource_owner: String,
+}
+
+/// The user-management application: the store, id generation and instance settings.
+#[derive(Clone)]
+pub struct Core {
+    store: Arc<dyn EventStore>,
+    ids: Arc<IdGenerator>,
+    external_domain: Arc<str>,
+}
+
+impl Core {
+    /// A core over `store`; org domains end with `external_domain` (e.g. `localhost`).
+    pub fn new(store: Arc<dyn EventStore>, external_domain: &str) -> Self {
+        Self {
+            store,
+            ids: Arc::new(IdGenerator::new()),
+            external_domain: external_domain.into(),
+        }
+    }
+
+    /// The store, for reads the services do directly.
+    pub fn store(&self) -> &dyn EventStore {
+        self.store.as_ref()
+    }
+
+    /// Authenticates the `authorization` header value.
+    ///
+    /// # Errors
+    /// See [`crate::auth::authenticate`].
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<crate::auth::Caller, DomainError> {
+        crate::auth::authenticate(self.store(), authorization, crate::domain::now_us()).await
+    }
+}
+
+/// Maps a store failure to the domain error a client sees. Conflicts that survive every retry
+/// and backend faults are not the caller's fault.
+pub(crate) fn store_error(e: StoreError) -> DomainError {
+    match e {
+        StoreError::UniqueViolation {
+            constraint: "username",
+        } => DomainError::new(ErrorKind::AlreadyExists, "V3-DKcYh", "User already exists"),
+        StoreError::UniqueViolation { .. } => DomainError::new(
+            ErrorKind::AlreadyExists,
+            "V3-DKcYh",
+            "Organisation already exists",
+        ),
+        StoreError::VersionConflict { .. } => DomainError::new(
+            ErrorKind::Unavailable,
+            "SY-STORE-BUSY",
+            "The object is being changed concurrently; try again",
+        ),
+        StoreError::Backend(detail) => {
+            tracing::error!(%detail, "store failure");
+            DomainError::internal("SY-STORE", "Internal error")
+        }
+    }
+}
+
+/// Runs `attempt` until it does not lose an optimistic-concurrency race, at most
+/// [`MAX_ATTEMPTS`] times. `attempt` must re-read everything it decides on.
+pub(crate) async fn with_retry<T, F, Fut>(mut attempt: F) -> Result<T, DomainError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Attempt>>,
+{
+    for _ in 1..MAX_ATTEMPTS {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(Attempt::Rejected(e)) => return Err(e),
+            Err(Attempt::Store(StoreError::VersionConflict {
+                aggregate_id,
+                sequence,
+            })) => {
+                tracing::debug!(%aggregate_id, sequence, "lost a race; deciding again");
+            }
+            Err(Attempt::Store(e)) => return Err(store_error(e)),
+        }
+    }
+    attempt().await.map_err(|e| match e {
+        Attempt::Rejected(e) => e,
+        Attempt::Store(e) => store_error(e),
+    })
+}
+
+/// Why one attempt of a command ended without a result.
+pub(crate) enum Attempt {
+    /// The domain said no: final.
+    Rejected(DomainError),
+    /// The store failed; a version conflict is retried.
+    Store(StoreError),
+}
+
+impl From<DomainError> for Attempt {
+    fn from(e: DomainError) -> Self {
+        Self::Rejected(e)
+    }
+}
+
+impl From<StoreError> for Attempt {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,148 @@
+//! The event store: the `EventStore` trait every backend implements, its records and errors.
+//!
+//! A commit appends events under optimistic concurrency on (aggregate, sequence) and writes the
+//! read projections in the same durable transaction, so a read after an acknowledged write sees
+//! it. Backends: [`sqlite`] (embedded default). PostgreSQL implements the same trait.
+
+pub mod query;
+pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod suite;
+
+use async_trait::async_trait;
+
+use crate::domain::event::NewEvent;
+use crate::domain::org::{Membership, Org};
+use crate::domain::token::PersonalAccessToken;
+use crate::domain::user::User;
+
+pub use query::{TextMatch, TextMethod, UserFilter, UserQuery, UserSort};
+
+/// A projection row to write in the same transaction as the events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProjectionWrite {
+    /// Insert or replace a user row.
+    User(User),
+    /// Insert or replace an org row.
+    Org(Org),
+    /// Insert or replace a membership (one per scope and user).
+    Member(Membership),
+    /// Insert a token.
+    Token(PersonalAccessToken),
+}
+
+/// One atomic, durable unit: events and the projection writes they imply.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Commit {
+    /// The events to append, in order.
+    pub events: Vec<NewEvent>,
+    /// The projection rows to write.
+    pub writes: Vec<ProjectionWrite>,
+}
+
+/// One page of a user search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserPage {
+    /// The users on this page.
+    pub users: Vec<User>,
+    /// How many users match in all.
+    pub total: u64,
+}
+
+/// A stored event, as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Global position in the store.
+    pub position: i64,
+    /// The aggregate id.
+    pub aggregate_id: String,
+    /// Sequence in the aggregate.
+    pub sequence: u64,
+    /// Dotted event type.
+    pub event_type: String,
+    /// JSON payload.
+    pub payload: serde_json::Value,
+    /// Owning org.
+    pub resource_owner: String,
+    /// Time (µs).
+    pub created_us: i64,
+}
+
+/// What can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended to the aggregate first: re-read and decide again.
+    #[error("version conflict on {aggregate_id}: sequence {sequence} is taken")]
+    VersionConflict {
+        /// The aggregate.
+        aggregate_id: String,
+        /// The sequence we tried to append.
+        sequence: u64,
+    },
+    /// A unique projection value is taken.
+    #[error("unique value taken: {constraint}")]
+    UniqueViolation {
+        /// Which constraint: `username` or `org_name`.
+        constraint: &'static str,
+    },
+    /// The backend failed (I/O, corruption, a bug).
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+/// The storage contract of the domain. Reads serve from projections, never by replaying events.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `commit.events` and writes `commit.writes` atomically and durably.
+    ///
+    /// # Errors
+    /// [`StoreError::VersionConflict`] if an event's (aggregate, sequence) is taken;
+    /// [`StoreError::UniqueViolation`] if a projection's unique value is taken; nothing of the
+    /// commit is kept in either case.
+    async fn commit(&self, commit: Commit) -> Result<(), StoreError>;
+
+    /// The user with `id`, in whatever state (deleted included).
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn user(&self, id: &str) -> Result<Option<User>, StoreError>;
+
+    /// Searches users (deleted ones never match).
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn list_users(&self, query: &UserQuery) -> Result<UserPage, StoreError>;
+
+    /// The org with `id`.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn org(&self, id: &str) -> Result<Option<Org>, StoreError>;
+
+    /// Every membership of `user_id`.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn memberships(&self, user_id: &str) -> Result<Vec<Membership>, StoreError>;
+
+    /// The token whose secret hashes to `hash`.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn token_by_hash(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<PersonalAccessToken>, StoreError>;
+
+    /// Whether any organization exists (false on a fresh store: bootstrap runs).
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn has_orgs(&self) -> Result<bool, StoreError>;
+
+    /// The events of one aggregate, in sequence order.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn events(&self, aggregate_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+}

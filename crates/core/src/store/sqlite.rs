@@ -1,0 +1,669 @@
+//! The embedded SQLite backend: one file in the data directory, WAL mode with a full fsync on
+//! every commit, so an acknowledged write survives `kill -9` and power loss.
+//!
+//! rusqlite is synchronous: every call runs on tokio's blocking pool. One writer connection
+//! serialises commits (SQLite allows one writer anyway); a few reader connections serve reads
+//! concurrently with it, which WAL permits.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::query::{TextMatch, TextMethod, UserFilter, UserQuery, UserSort};
+use super::{Commit, EventStore, ProjectionWrite, StoreError, StoredEvent, UserPage};
+use crate::domain::org::{MemberScope, Membership, Org};
+use crate::domain::token::PersonalAccessToken;
+use crate::domain::user::{User, UserKind, UserState};
+
+const READERS: usize = 4;
+/// Default and maximum page sizes of a user search, as ZITADEL's defaults.
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS events (
+    position        INTEGER PRIMARY KEY AUTOINCREMENT,
+    aggregate_type  TEXT    NOT NULL,
+    aggregate_id    TEXT    NOT NULL,
+    sequence        INTEGER NOT NULL,
+    event_type      TEXT    NOT NULL,
+    payload         TEXT    NOT NULL,
+    resource_owner  TEXT    NOT NULL,
+    creator         TEXT    NOT NULL,
+    created_us      INTEGER NOT NULL,
+    UNIQUE (aggregate_type, aggregate_id, sequence)
+);
+CREATE TABLE IF NOT EXISTS orgs (
+    id              TEXT PRIMARY KEY,
+    name            TEXT NOT NULL,
+    name_key        TEXT NOT NULL UNIQUE,
+    primary_domain  TEXT NOT NULL,
+    sequence        INTEGER NOT NULL,
+    created_us      INTEGER NOT NULL,
+    changed_us      INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    id              TEXT PRIMARY KEY,
+    resource_owner  TEXT NOT NULL,
+    username        TEXT NOT NULL,
+    username_key    TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    is_human        INTEGER NOT NULL,
+    first_name      TEXT NOT NULL,
+    last_name       TEXT NOT NULL,
+    nick_name       TEXT NOT NULL,
+    display_name    TEXT NOT NULL,
+    email           TEXT NOT NULL,
+    data            TEXT NOT NULL,
+    password_hash   TEXT,
+    sequence        INTEGER NOT NULL,
+    created_us      INTEGER NOT NULL,
+    changed_us      INTEGER NOT NULL
+);
+-- User names are unique in the instance while the user exists (a removed user frees its name).
+CREATE UNIQUE INDEX IF NOT EXISTS users_username_key ON users (username_key) WHERE state <> 'deleted';
+CREATE INDEX IF NOT EXISTS users_owner ON users (resource_owner, created_us);
+CREATE TABLE IF NOT EXISTS members (
+    scope           TEXT NOT NULL,
+    user_id         TEXT NOT NULL,
+    roles           TEXT NOT NULL,
+    PRIMARY KEY (scope, user_id)
+);
+CREATE INDEX IF NOT EXISTS members_user ON members (user_id);
+CREATE TABLE IF NOT EXISTS tokens (
+    id              TEXT PRIMARY KEY,
+    user_id         TEXT NOT NULL,
+    resource_owner  TEXT NOT NULL,
+    hash            BLOB NOT NULL UNIQUE,
+    expiration_us   INTEGER,
+    created_us      INTEGER NOT NULL
+);
+"#;
+
+/// The SQLite event store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store file at `path` and migrates its schema.
+    ///
+    /// # Errors
+    /// The file cannot be opened or the schema cannot be applied.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let writer = open_connection(path)?;
+        writer.execute_batch(SCHEMA).map_err(backend)?;
+        let readers = (0..READERS)
+            .map(|_| open_connection(path).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        run_blocking(move || {
+            let i = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
+            let conn = lock(&inner.readers[i]);
+            f(&conn)
+        })
+        .await
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(backend)?;
+    // WAL: readers never block the writer. synchronous=FULL: every commit is fsync'd before we
+    // acknowledge it. busy_timeout: other processes on the same file wait instead of failing.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+    )
+    .map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(backend)?;
+    Ok(conn)
+}
+
+fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+    // A panic while holding the lock leaves the connection usable: SQLite rolls back any open
+    // transaction when the statement or transaction object is dropped.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn run_blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Maps a constraint failure to the domain's meaning; anything else is a backend error.
+fn classify(e: rusqlite::Error, aggregate: Option<(&str, u64)>) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(code, Some(msg)) = &e {
+        if code.code == rusqlite::ErrorCode::ConstraintViolation {
+            if msg.contains("events.") {
+                if let Some((aggregate_id, sequence)) = aggregate {
+                    return StoreError::VersionConflict {
+                        aggregate_id: aggregate_id.to_owned(),
+                        sequence,
+                    };
+                }
+            }
+            if msg.contains("users.username_key") {
+                return StoreError::UniqueViolation {
+                    constraint: "username",
+                };
+            }
+            if msg.contains("orgs.name_key") {
+                return StoreError::UniqueViolation {
+                    constraint: "org_name",
+                };
+            }
+        }
+    }
+    backend(e)
+}
+
+fn scope_key(scope: &MemberScope) -> String {
+    match scope {
+        MemberScope::Instance => "instance".to_owned(),
+        MemberScope::Org(id) => format!("org:{id}"),
+    }
+}
+
+fn parse_scope(key: &str) -> Option<MemberScope> {
+    if key == "instance" {
+        Some(MemberScope::Instance)
+    } else {
+        key.strip_prefix("org:")
+            .map(|id| MemberScope::Org(id.to_owned()))
+    }
+}
+
+fn apply_commit(conn: &mut Connection, commit: &Commit) -> Result<(), StoreError> {
+    let tx = conn.transaction().map_err(backend)?;
+    for event in &commit.events {
+        let payload = event.payload.to_string();
+        tx.prepare_cached(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, payload, \
+             resource_owner, creator, created_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                event.aggregate_type.as_str(),
+                event.aggregate_id,
+                event.sequence as i64,
+                event.event_type.as_str(),
+                payload,
+                event.resource_owner,
+                event.creator,
+                event.created_us,
+            ])
+        })
+        .map_err(|e| classify(e, Some((&event.aggregate_id, event.sequence))))?;
+    }
+    for write in &commit.writes {
+        write_projection(&tx, write)?;
+    }
+    tx.commit().map_err(backend)
+}
+
+fn write_projection(
+    tx: &rusqlite::Transaction<'_>,
+    write: &ProjectionWrite,
+) -> Result<(), StoreError> {
+    match write {
+        ProjectionWrite::User(user) => {
+            let (is_human, first, last, nick, email) = match &user.kind {
+                UserKind::Human(h) => (
+                    true,
+                    h.first_name.as_str(),
+                    h.last_name.as_str(),
+                    h.nick_name.as_str(),
+                    h.email.as_str(),
+                ),
+                UserKind::Machine(_) => (false, "", "", "", ""),
+            };
+            let data = serde_json::to_string(&user.kind)
+                .map_err(|e| StoreError::Backend(format!("encode user data: {e}")))?;
+            tx.prepare_cached(
+                "INSERT INTO users (id, resource_owner, username, username_key, state, is_human, \
+                 first_name, last_name, nick_name, display_name, email, data, password_hash, \
+                 sequence, created_us, changed_us) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+                 ON CONFLICT (id) DO UPDATE SET resource_owner = excluded.resource_owner, \
+                 username = excluded.username, username_key = excluded.username_key, \
+                 state = excluded.state, is_human = excluded.is_human, \
+                 first_name = excluded.first_name, last_name = excluded.last_name, \
+                 nick_name = excluded.nick_name, display_name = excluded.display_name, \
+                 email = excluded.email, data = excluded.data, \
+                 password_hash = excluded.password_hash, sequence = excluded.sequence, \
+                 changed_us = excluded.changed_us",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    user.id,
+                    user.resource_owner,
+                    user.username,
+                    user.username.to_lowercase(),
+                    user.state.as_str(),
+                    is_human,
+                    first,
+                    last,
+                    nick,
+                    user.display_name(),
+                    email,
+                    data,
+                    user.password_hash,
+                    user.sequence as i64,
+                    user.created_us,
+                    user.changed_us,
+                ])
+            })
+            .map_err(|e| classify(e, None))?;
+        }
+        ProjectionWrite::Org(org) => {
+            tx.prepare_cached(
+                "INSERT INTO orgs (id, name, name_key, primary_domain, sequence, created_us, changed_us) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_key = excluded.name_key, \
+                 primary_domain = excluded.primary_domain, sequence = excluded.sequence, \
+                 changed_us = excluded.changed_us",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    org.id,
+                    org.name,
+                    org.name.to_lowercase(),
+                    org.primary_domain,
+                    org.sequence as i64,
+                    org.created_us,
+                    org.changed_us,
+                ])
+            })
+            .map_err(|e| classify(e, None))?;
+        }
+        ProjectionWrite::Member(member) => {
+            let roles = serde_json::to_string(&member.roles)
+                .map_err(|e| StoreError::Backend(format!("encode roles: {e}")))?;
+            tx.prepare_cached(
+                "INSERT INTO members (scope, user_id, roles) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (scope, user_id) DO UPDATE SET roles = excluded.roles",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![scope_key(&member.scope), member.user_id, roles])
+            })
+            .map_err(backend)?;
+        }
+        ProjectionWrite::Token(token) => {
+            tx.prepare_cached(
+                "INSERT INTO tokens (id, user_id, resource_owner, hash, expiration_us, created_us) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    token.id,
+                    token.user_id,
+                    token.resource_owner,
+                    &token.hash[..],
+                    token.expiration_us,
+                    token.created_us,
+                ])
+            })
+            .map_err(backend)?;
+        }
+    }
+    Ok(())
+}
+
+const USER_COLUMNS: &str =
+    "id, resource_owner, username, state, data, password_hash, sequence, created_us, changed_us";
+
+fn user_from_row(row: &Row<'_>) -> rusqlite::Result<Result<User, StoreError>> {
+    let state: String = row.get(3)?;
+    let data: String = row.get(4)?;
+    let sequence: i64 = row.get(6)?;
+    let Some(state) = UserState::parse(&state) else {
+        return Ok(Err(StoreError::Backend(format!(
+            "unknown user state {state:?}"
+        ))));
+    };
+    let kind: UserKind = match serde_json::from_str(&data) {
+        Ok(kind) => kind,
+        Err(e) => return Ok(Err(StoreError::Backend(format!("decode user data: {e}")))),
+    };
+    Ok(Ok(User {
+        id: row.get(0)?,
+        resource_owner: row.get(1)?,
+        username: row.get(2)?,
+        state,
+        kind,
+        password_hash: row.get(5)?,
+        sequence: sequence as u64,
+        created_us: row.get(7)?,
+        changed_us: row.get(8)?,
+    }))
+}
+
+/// Renders a filter as a SQL condition with positional parameters appended to `args`.
+fn render_filter(filter: &UserFilter, args: &mut Vec<rusqlite::types::Value>) -> String {
+    use rusqlite::types::Value;
+    let text = |column: &str, m: &TextMatch, args: &mut Vec<Value>| -> String {
+        let (col, value) = if m.ignore_case {
+            (format!("lower({column})"), m.value.to_lowercase())
+        } else {
+            (column.to_owned(), m.value.clone())
+        };
+        args.push(Value::Text(value));
+        let p = format!("?{}", args.len());
+        // substr/instr rather than LIKE: LIKE is case-insensitive in SQLite and needs escaping.
+        match m.method {
+            TextMethod::Equals => format!("{col} = {p}"),
+            TextMethod::StartsWith => format!("substr({col}, 1, length({p})) = {p}"),
+            TextMethod::EndsWith => {
+                format!("(length({p}) = 0 OR substr({col}, -length({p})) = {p})")
+            }
+            TextMethod::Contains => format!("instr({col}, {p}) > 0"),
+        }
+    };
+    match filter {
+        UserFilter::UserName(m) => text("username", m, args),
+        UserFilter::FirstName(m) => text("first_name", m, args),
+        UserFilter::LastName(m) => text("last_name", m, args),
+        UserFilter::NickName(m) => text("nick_name", m, args),
+        UserFilter::DisplayName(m) => text("display_name", m, args),
+        UserFilter::Email(m) => text("email", m, args),
+        UserFilter::State(state) => {
+            args.push(Value::Text(state.as_str().to_owned()));
+            format!("state = ?{}", args.len())
+        }
+        UserFilter::IsHuman(human) => {
+            args.push(Value::Integer(i64::from(*human)));
+            format!("is_human = ?{}", args.len())
+        }
+        UserFilter::Org(org) => {
+            args.push(Value::Text(org.clone()));
+            format!("resource_owner = ?{}", args.len())
+        }
+        UserFilter::InIds(values) | UserFilter::InEmails(values) => {
+            let column = if matches!(filter, UserFilter::InIds(_)) {
+                "id"
+            } else {
+                "email"
+            };
+            if values.is_empty() {
+                return "0".to_owned();
+            }
+            let params: Vec<String> = values
+                .iter()
+                .map(|v| {
+                    args.push(Value::Text(v.clone()));
+                    format!("?{}", args.len())
+                })
+                .collect();
+            format!("{column} IN ({})", params.join(", "))
+        }
+        UserFilter::And(parts) | UserFilter::Or(parts) => {
+            let (joiner, empty) = if matches!(filter, UserFilter::And(_)) {
+                (" AND ", "1")
+            } else {
+                (" OR ", "0")
+            };
+            if parts.is_empty() {
+                return empty.to_owned();
+            }
+            let rendered: Vec<String> = parts
+                .iter()
+                .map(|p| format!("({})", render_filter(p, args)))
+                .collect();
+            rendered.join(joiner)
+        }
+        UserFilter::Not(inner) => format!("NOT ({})", render_filter(inner, args)),
+    }
+}
+
+fn sort_column(sort: UserSort) -> &'static str {
+    match sort {
+        UserSort::CreationDate => "created_us",
+        UserSort::UserName => "username",
+        UserSort::FirstName => "first_name",
+        UserSort::LastName => "last_name",
+        UserSort::NickName => "nick_name",
+        UserSort::DisplayName => "display_name",
+        UserSort::Email => "email",
+        UserSort::State => "state",
+        UserSort::Type => "is_human",
+    }
+}
+
+fn list_users(conn: &Connection, query: &UserQuery) -> Result<UserPage, StoreError> {
+    let mut args = Vec::new();
+    let mut conditions = vec!["state <> 'deleted'".to_owned()];
+    for filter in &query.filters {
+        conditions.push(format!("({})", render_filter(filter, &mut args)));
+    }
+    let where_clause = conditions.join(" AND ");
+    let total: i64 = conn
+        .query_row(
+            &format!("SELECT count(*) FROM users WHERE {where_clause}"),
+            rusqlite::params_from_iter(args.iter()),
+            |row| row.get(0),
+        )
+        .map_err(backend)?;
+    let limit = match query.limit {
+        0 => DEFAULT_LIMIT,
+        n => n.min(MAX_LIMIT),
+    };
+    let direction = if query.asc { "ASC" } else { "DESC" };
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE {where_clause} ORDER BY {} {direction}, id {direction} \
+         LIMIT {limit} OFFSET {}",
+        sort_column(query.sort),
+        query.offset.min(i64::MAX as u64),
+    );
+    let mut stmt = conn.prepare(&sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args.iter()), user_from_row)
+        .map_err(backend)?;
+    let mut users = Vec::new();
+    for row in rows {
+        users.push(row.map_err(backend)??);
+    }
+    Ok(UserPage {
+        users,
+        total: total as u64,
+    })
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        let inner = Arc::clone(&self.inner);
+        run_blocking(move || {
+            let mut conn = lock(&inner.writer);
+            apply_commit(&mut conn, &commit)
+        })
+        .await
+    }
+
+    async fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))
+                .and_then(|mut stmt| stmt.query_row([id], user_from_row).optional())
+                .map_err(backend)?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list_users(&self, query: &UserQuery) -> Result<UserPage, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| list_users(conn, &query)).await
+    }
+
+    async fn org(&self, id: &str) -> Result<Option<Org>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, name, primary_domain, sequence, created_us, changed_us FROM orgs WHERE id = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row([id], |row| {
+                    Ok(Org {
+                        id: row.get(0)?,
+                        name: row.get(1)?,
+                        primary_domain: row.get(2)?,
+                        sequence: row.get::<_, i64>(3)? as u64,
+                        created_us: row.get(4)?,
+                        changed_us: row.get(5)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn memberships(&self, user_id: &str) -> Result<Vec<Membership>, StoreError> {
+        let user_id = user_id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT scope, roles FROM members WHERE user_id = ?1")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([&user_id], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (scope, roles) = row.map_err(backend)?;
+                let scope = parse_scope(&scope)
+                    .ok_or_else(|| StoreError::Backend(format!("bad member scope {scope:?}")))?;
+                let roles: Vec<String> = serde_json::from_str(&roles)
+                    .map_err(|e| StoreError::Backend(format!("decode roles: {e}")))?;
+                out.push(Membership {
+                    scope,
+                    user_id: user_id.clone(),
+                    roles,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn token_by_hash(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<PersonalAccessToken>, StoreError> {
+        let hash = *hash;
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, user_id, resource_owner, hash, expiration_us, created_us FROM tokens WHERE hash = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row([&hash[..]], |row| {
+                    let stored: Vec<u8> = row.get(3)?;
+                    let mut hash = [0u8; 32];
+                    if stored.len() == 32 {
+                        hash.copy_from_slice(&stored);
+                    }
+                    Ok(PersonalAccessToken {
+                        id: row.get(0)?,
+                        user_id: row.get(1)?,
+                        resource_owner: row.get(2)?,
+                        hash,
+                        expiration_us: row.get(4)?,
+                        created_us: row.get(5)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn has_orgs(&self) -> Result<bool, StoreError> {
+        self.read(|conn| {
+            conn.query_row("SELECT EXISTS (SELECT 1 FROM orgs)", [], |row| row.get(0))
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn events(&self, aggregate_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let aggregate_id = aggregate_id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT position, aggregate_id, sequence, event_type, payload, resource_owner, created_us \
+                     FROM events WHERE aggregate_id = ?1 ORDER BY sequence",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([&aggregate_id], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, String>(5)?,
+                        row.get::<_, i64>(6)?,
+                    ))
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (position, aggregate_id, sequence, event_type, payload, resource_owner, created_us) =
+                    row.map_err(backend)?;
+                let payload = serde_json::from_str(&payload)
+                    .map_err(|e| StoreError::Backend(format!("decode payload: {e}")))?;
+                out.push(StoredEvent {
+                    position,
+                    aggregate_id,
+                    sequence: sequence as u64,
+                    event_type,
+                    payload,
+                    resource_owner,
+                    created_us,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

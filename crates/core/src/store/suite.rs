@@ -1,0 +1,322 @@
+//! The store test suite, written once against `dyn EventStore` so that every backend runs the
+//! same cases.
+
+use super::*;
+use crate::domain::event::{AggregateType, EventType, NewEvent};
+use crate::domain::org::{MemberScope, Membership, Org};
+use crate::domain::token::{PersonalAccessToken, hash_secret};
+use crate::domain::user::{Human, Machine, User, UserKind, UserState};
+
+pub(crate) fn human(id: &str, org: &str, username: &str, first: &str, email: &str) -> User {
+    User {
+        id: id.to_owned(),
+        resource_owner: org.to_owned(),
+        username: username.to_owned(),
+        state: UserState::Active,
+        kind: UserKind::Human(Human {
+            first_name: first.to_owned(),
+            last_name: "Tester".to_owned(),
+            display_name: format!("{first} Tester"),
+            email: email.to_owned(),
+            ..Human::default()
+        }),
+        password_hash: None,
+        sequence: 1,
+        created_us: 1_000,
+        changed_us: 1_000,
+    }
+}
+
+pub(crate) fn event(id: &str, sequence: u64, event_type: EventType) -> NewEvent {
+    NewEvent {
+        aggregate_type: AggregateType::User,
+        aggregate_id: id.to_owned(),
+        sequence,
+        event_type,
+        payload: serde_json::json!({}),
+        resource_owner: "org1".to_owned(),
+        creator: "tester".to_owned(),
+        created_us: 1_000 + sequence as i64,
+    }
+}
+
+fn add_user(user: &User) -> Commit {
+    Commit {
+        events: vec![event(&user.id, user.sequence, EventType::HumanAdded)],
+        writes: vec![ProjectionWrite::User(user.clone())],
+    }
+}
+
+pub(crate) async fn commit_then_read_back(store: &dyn EventStore) {
+    let user = human("u1", "org1", "alice", "Alice", "alice@example.com");
+    store.commit(add_user(&user)).await.expect("commit");
+    assert_eq!(store.user("u1").await.expect("read"), Some(user.clone()));
+    assert_eq!(store.user("nope").await.expect("read"), None);
+
+    let org = Org {
+        id: "org1".into(),
+        name: "Acme".into(),
+        primary_domain: "acme.localhost".into(),
+        sequence: 1,
+        created_us: 5,
+        changed_us: 5,
+    };
+    let member = Membership {
+        scope: MemberScope::Org("org1".into()),
+        user_id: "u1".into(),
+        roles: vec!["ORG_OWNER".into()],
+    };
+    let token = PersonalAccessToken {
+        id: "t1".into(),
+        user_id: "u1".into(),
+        resource_owner: "org1".into(),
+        hash: hash_secret("secret"),
+        expiration_us: None,
+        created_us: 7,
+    };
+    assert!(!store.has_orgs().await.expect("has_orgs"));
+    store
+        .commit(Commit {
+            events: vec![],
+            writes: vec![
+                ProjectionWrite::Org(org.clone()),
+                ProjectionWrite::Member(member.clone()),
+                ProjectionWrite::Token(token.clone()),
+            ],
+        })
+        .await
+        .expect("commit");
+    assert!(store.has_orgs().await.expect("has_orgs"));
+    assert_eq!(store.org("org1").await.expect("org"), Some(org));
+    assert_eq!(
+        store.memberships("u1").await.expect("members"),
+        vec![member]
+    );
+    assert_eq!(
+        store
+            .token_by_hash(&hash_secret("secret"))
+            .await
+            .expect("token"),
+        Some(token)
+    );
+    assert_eq!(
+        store
+            .token_by_hash(&hash_secret("other"))
+            .await
+            .expect("token"),
+        None
+    );
+
+    let events = store.events("u1").await.expect("events");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, "user.human.added");
+    assert_eq!(events[0].sequence, 1);
+}
+
+pub(crate) async fn taken_sequence_is_a_conflict_and_leaves_no_trace(store: &dyn EventStore) {
+    let user = human("u2", "org1", "bob", "Bob", "bob@example.com");
+    store.commit(add_user(&user)).await.expect("first");
+    let mut deactivated = user.clone();
+    deactivated.state = UserState::Inactive;
+    deactivated.sequence = 2;
+    store
+        .commit(Commit {
+            events: vec![event("u2", 2, EventType::UserDeactivated)],
+            writes: vec![ProjectionWrite::User(deactivated.clone())],
+        })
+        .await
+        .expect("second");
+    // A writer that decided on sequence 1 loses: nothing it wrote is kept.
+    let mut locked = user.clone();
+    locked.state = UserState::Locked;
+    locked.sequence = 2;
+    let err = store
+        .commit(Commit {
+            events: vec![event("u2", 2, EventType::UserLocked)],
+            writes: vec![ProjectionWrite::User(locked)],
+        })
+        .await
+        .expect_err("conflict");
+    assert!(
+        matches!(err, StoreError::VersionConflict { ref aggregate_id, sequence: 2 } if aggregate_id == "u2"),
+        "{err:?}"
+    );
+    assert_eq!(store.user("u2").await.expect("read"), Some(deactivated));
+    assert_eq!(store.events("u2").await.expect("events").len(), 2);
+}
+
+pub(crate) async fn user_names_are_unique_until_removed(store: &dyn EventStore) {
+    let first = human("u3", "org1", "Carol", "Carol", "c@example.com");
+    store.commit(add_user(&first)).await.expect("first");
+    let clash = human("u4", "org2", "carol", "Carol", "c2@example.com");
+    let err = store.commit(add_user(&clash)).await.expect_err("taken");
+    assert!(
+        matches!(
+            err,
+            StoreError::UniqueViolation {
+                constraint: "username"
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(store.user("u4").await.expect("read"), None);
+    assert!(
+        store.events("u4").await.expect("events").is_empty(),
+        "rejected events stay out"
+    );
+
+    let mut removed = first.clone();
+    removed.state = UserState::Deleted;
+    removed.sequence = 2;
+    store
+        .commit(Commit {
+            events: vec![event("u3", 2, EventType::UserRemoved)],
+            writes: vec![ProjectionWrite::User(removed)],
+        })
+        .await
+        .expect("remove");
+    store
+        .commit(add_user(&clash))
+        .await
+        .expect("name is free again");
+}
+
+pub(crate) async fn list_users_filters_sorts_and_pages(store: &dyn EventStore) {
+    let mut users = vec![
+        human("l1", "orgA", "anna", "Anna", "anna@a.example"),
+        human("l2", "orgA", "ben", "Ben", "ben@a.example"),
+        human("l3", "orgB", "anton", "Anton", "anton@b.example"),
+    ];
+    users[1].state = UserState::Locked;
+    users[2].created_us = 2_000;
+    let mut machine = human("l4", "orgA", "robot", "", "");
+    machine.kind = UserKind::Machine(Machine {
+        name: "Robot".into(),
+        ..Machine::default()
+    });
+    users.push(machine);
+    for user in &users {
+        store.commit(add_user(user)).await.expect("add");
+    }
+    let ids = |page: UserPage| page.users.into_iter().map(|u| u.id).collect::<Vec<_>>();
+    let m = |method, ignore_case, value: &str| TextMatch {
+        method,
+        ignore_case,
+        value: value.into(),
+    };
+    let list = |filters: Vec<UserFilter>| UserQuery {
+        filters,
+        sort: UserSort::UserName,
+        asc: true,
+        ..UserQuery::default()
+    };
+    struct Case {
+        name: &'static str,
+        query: UserQuery,
+        want: Vec<&'static str>,
+        total: u64,
+    }
+    let cases = vec![
+        Case {
+            name: "all",
+            query: list(vec![]),
+            want: vec!["l1", "l3", "l2", "l4"],
+            total: 4,
+        },
+        Case {
+            name: "org",
+            query: list(vec![UserFilter::Org("orgA".into())]),
+            want: vec!["l1", "l2", "l4"],
+            total: 3,
+        },
+        Case {
+            name: "starts with",
+            query: list(vec![UserFilter::UserName(m(
+                TextMethod::StartsWith,
+                false,
+                "an",
+            ))]),
+            want: vec!["l1", "l3"],
+            total: 2,
+        },
+        Case {
+            name: "case-sensitive equals misses",
+            query: list(vec![UserFilter::FirstName(m(
+                TextMethod::Equals,
+                false,
+                "anna",
+            ))]),
+            want: vec![],
+            total: 0,
+        },
+        Case {
+            name: "ignore-case equals hits",
+            query: list(vec![UserFilter::FirstName(m(
+                TextMethod::Equals,
+                true,
+                "anna",
+            ))]),
+            want: vec!["l1"],
+            total: 1,
+        },
+        Case {
+            name: "contains and ends with",
+            query: list(vec![
+                UserFilter::Email(m(TextMethod::Contains, false, "@a.")),
+                UserFilter::Email(m(TextMethod::EndsWith, false, "example")),
+            ]),
+            want: vec!["l1", "l2"],
+            total: 2,
+        },
+        Case {
+            name: "state",
+            query: list(vec![UserFilter::State(UserState::Locked)]),
+            want: vec!["l2"],
+            total: 1,
+        },
+        Case {
+            name: "machines",
+            query: list(vec![UserFilter::IsHuman(false)]),
+            want: vec!["l4"],
+            total: 1,
+        },
+        Case {
+            name: "or / not / in",
+            query: list(vec![
+                UserFilter::Or(vec![
+                    UserFilter::InIds(vec!["l1".into(), "l2".into()]),
+                    UserFilter::DisplayName(m(TextMethod::Equals, false, "Robot")),
+                ]),
+                UserFilter::Not(Box::new(UserFilter::State(UserState::Locked))),
+            ]),
+            want: vec!["l1", "l4"],
+            total: 2,
+        },
+        Case {
+            name: "paging keeps the total",
+            query: UserQuery {
+                offset: 1,
+                limit: 2,
+                ..list(vec![])
+            },
+            want: vec!["l3", "l2"],
+            total: 4,
+        },
+        Case {
+            name: "creation date descending",
+            query: UserQuery {
+                sort: UserSort::CreationDate,
+                asc: false,
+                limit: 1,
+                ..UserQuery::default()
+            },
+            want: vec!["l3"],
+            total: 4,
+        },
+    ];
+    for case in cases {
+        let page = store.list_users(&case.query).await.expect(case.name);
+        assert_eq!(page.total, case.total, "{}", case.name);
+        assert_eq!(ids(page), case.want, "{}", case.name);
+    }
+}
