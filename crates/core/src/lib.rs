@@ -9,4 +9,5 @@
 pub mod auth;
 pub mod command;
 pub mod domain;
+pub mod service;
 pub mod store;

@@ -1,1 +1,47 @@
-//! placeholder
+//! Switchyard's gateway: one port serving a set of gRPC handlers over native gRPC, gRPC-Web
+//! (binary and text), Connect (unary) and JSON REST transcoded from `google.api.http`.
+//!
+//! The gateway is generic: it is driven by a [`prost_reflect::DescriptorPool`] and calls any
+//! gRPC [`tower::Service`] in-process (tonic `Routes`) or a client to a remote upstream.
+//! Path templates, the route table, JSON binding and the code ⇄ HTTP status table live in
+//! `switchyard-transcode`.
+//!
+//! - [`Gateway`] is built once from descriptors and [`GatewayOptions`];
+//! - [`Gateway::layer`] gives a [`GatewayLayer`] that wraps the gRPC service into a
+//!   [`GatewayService`];
+//! - [`serve`] runs HTTP/1.1 and h2c on one listener with graceful shutdown.
+//!
+//! ```no_run
+//! # async fn run(pool: prost_reflect::DescriptorPool, routes: tonic::service::Routes)
+//! #     -> Result<(), Box<dyn std::error::Error>> {
+//! use switchyard_gateway::{Gateway, GatewayOptions, serve};
+//! use tower::Layer as _;
+//!
+//! let opts = GatewayOptions {
+//!     rest_prefixes: vec![("pkg.v1.Service".into(), "/pkg/v1".into())],
+//!     ..GatewayOptions::default()
+//! };
+//! let service = Gateway::new(pool, opts)?.layer().layer(routes);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! serve(listener, service, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+mod cors;
+mod detect;
+mod dispatch;
+mod gateway;
+mod layer;
+mod protocol;
+mod server;
+#[cfg(test)]
+mod testutil;
+
+pub use detect::{Codec, Protocol};
+pub use gateway::{CorsOptions, DEFAULT_MAX_MESSAGE_BYTES, Gateway, GatewayError, GatewayOptions};
+pub use layer::{GatewayLayer, GatewayService, ResponseFuture};
+pub use server::serve;
+pub use switchyard_transcode::JsonOptions;
+
+/// The boxed error type tonic and hyper use for bodies and services.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -1,0 +1,141 @@
+//! The tonic services: `zitadel.management.v1.ManagementService` and
+//! `zitadel.user.v2.UserService`, over the protocol-free [`Core`](crate::command::Core).
+//!
+//! This module owns the one `DomainError -> tonic::Status` mapping: the message is
+//! `<text> (<id>)` and the details carry `zitadel.v1.ErrorDetail { id, message }` in a
+//! `google.rpc.Status`, as ZITADEL answers. It also logs every call once, whatever protocol
+//! the gateway received it over.
+
+mod convert;
+mod management;
+mod user_v2;
+
+use std::future::Future;
+use std::time::Instant;
+
+use prost::Message;
+use switchyard_proto::google::rpc::Status as RpcStatus;
+use switchyard_proto::zitadel::v1::ErrorDetail;
+use tonic::{Code, Status};
+
+use crate::auth::Caller;
+use crate::command::Core;
+use crate::domain::{DomainError, ErrorKind};
+
+pub use management::ManagementService;
+pub use user_v2::UserService;
+
+const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/zitadel.v1.ErrorDetail";
+
+fn code_of(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::Internal => Code::Internal,
+    }
+}
+
+/// Renders a domain error as ZITADEL does: `<text> (<id>)` plus an `ErrorDetail`.
+pub fn to_status(err: &DomainError) -> Status {
+    let code = code_of(err.kind);
+    let message = err.to_string();
+    let detail = ErrorDetail {
+        id: err.id.to_owned(),
+        message: err.message.clone(),
+    };
+    let details = RpcStatus {
+        code: code as i32,
+        message: message.clone(),
+        details: vec![prost_types::Any {
+            type_url: ERROR_DETAIL_TYPE.to_owned(),
+            value: detail.encode_to_vec(),
+        }],
+    };
+    Status::with_details(code, message, details.encode_to_vec().into())
+}
+
+impl From<DomainError> for Status {
+    fn from(err: DomainError) -> Self {
+        to_status(&err)
+    }
+}
+
+/// A request-validation error (the request's shape, before the domain): INVALID_ARGUMENT in
+/// the wording of protoc-gen-validate, which ZITADEL's API layer uses.
+pub(crate) fn invalid_field(message: &str, field: &str, rule: &str) -> Status {
+    Status::invalid_argument(format!("invalid {message}.{field}: {rule}"))
+}
+
+/// Authenticates a request from its `authorization` metadata.
+async fn caller<T>(core: &Core, request: &tonic::Request<T>) -> Result<Caller, Status> {
+    let header = match request.metadata().get("authorization") {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            to_status(&DomainError::unauthenticated(
+                "AUTH-7fs1e",
+                "auth header is not valid ASCII",
+            ))
+        })?),
+    };
+    core.authenticate(header).await.map_err(Status::from)
+}
+
+/// The `x-zitadel-orgid` header, if present and readable.
+fn org_header<T>(request: &tonic::Request<T>) -> Result<Option<String>, Status> {
+    match request.metadata().get("x-zitadel-orgid") {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map(|s| Some(s.to_owned()))
+            .map_err(|_| Status::invalid_argument("x-zitadel-orgid is not valid ASCII")),
+    }
+}
+
+/// Runs one handler and logs its outcome once: method, gRPC code, duration.
+async fn observe<T, F>(method: &'static str, handler: F) -> Result<tonic::Response<T>, Status>
+where
+    F: Future<Output = Result<T, Status>>,
+{
+    let started = Instant::now();
+    let result = handler.await;
+    let micros = started.elapsed().as_micros() as u64;
+    match &result {
+        Ok(_) => tracing::info!(target: "switchyard::call", method, code = "OK", micros, "call"),
+        Err(status) => tracing::info!(
+            target: "switchyard::call",
+            method,
+            code = ?status.code(),
+            message = status.message(),
+            micros,
+            "call"
+        ),
+    }
+    result.map(tonic::Response::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_errors_carry_zitadels_message_and_detail() {
+        let err = DomainError::failed_precondition("COMMAND-6M0sf", "User is not inactive");
+        let status = to_status(&err);
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(status.message(), "User is not inactive (COMMAND-6M0sf)");
+        let rpc = RpcStatus::decode(status.details()).expect("google.rpc.Status");
+        assert_eq!(rpc.code, Code::FailedPrecondition as i32);
+        assert_eq!(rpc.details.len(), 1);
+        assert_eq!(rpc.details[0].type_url, ERROR_DETAIL_TYPE);
+        let detail = ErrorDetail::decode(rpc.details[0].value.as_slice()).expect("ErrorDetail");
+        assert_eq!(
+            (detail.id.as_str(), detail.message.as_str()),
+            ("COMMAND-6M0sf", "User is not inactive")
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! `zitadel.user.v2.UserService`: v2 finds users in every org and checks the permission on the
+//! user's own org after the state checks; a user may act on itself.
+
+use switchyard_proto::zitadel::object::v2 as object_v2;
+use switchyard_proto::zitadel::user::v2 as pb;
+use switchyard_proto::zitadel::user::v2::user_service_server::UserService as Api;
+use tonic::{Request, Response, Status};
+
+use super::convert::{details_v2, filter_v2, sort, timestamp, user_v2};
+use super::{caller, invalid_field, observe};
+use crate::command::{Core, NewHuman, PasswordInput, UserScope};
+use crate::domain::DomainError;
+use crate::domain::org::Permission;
+use crate::domain::user::{Human, LifecycleCommand};
+use crate::store::UserQuery;
+
+/// The v2 user service over a [`Core`].
+#[derive(Clone)]
+pub struct UserService {
+    core: Core,
+}
+
+impl UserService {
+    /// Serves `core`.
+    pub fn new(core: Core) -> Self {
+        Self { core }
+    }
+
+    async fn lifecycle(
+        &self,
+        request: Request<String>,
+        command: LifecycleCommand,
+    ) -> Result<object_v2::Details, Status> {
+        let caller = caller(&self.core, &request).await?;
+        let id = request.into_inner();
+        let details = self
+            .core
+            .lifecycle(&caller, UserScope::V2, command, &id)
+            .await?;
+        Ok(details_v2(&details))
+    }
+}
+
+#[tonic::async_trait]
+impl Api for UserService {
+    async fn add_human_user(
+        &self,
+        request: Request<pb::AddHumanUserRequest>,
+    ) -> Result<Response<pb::AddHumanUserResponse>, Status> {
+        observe("zitadel.user.v2.UserService/AddHumanUser", async {
+            use object_v2::organization::Org;
+            use pb::add_human_user_request::PasswordType;
+            use pb::set_human_email::Verification;
+            let caller = caller(&self.core, &request).await?;
+            let req = request.into_inner();
+            const MSG: &str = "AddHumanUserRequest";
+            if !req.metadata.is_empty() || !req.idp_links.is_empty() || req.totp_secret.is_some() {
+                return Err(Status::unimplemented(
+                    "metadata, IDP links and TOTP secrets are not supported yet",
+                ));
+            }
+            // Without an organization the user joins the caller's own org.
+            let org_id = match req.organization.and_then(|o| o.org) {
+                None => caller.org_id.clone(),
+                Some(Org::OrgId(id)) => id,
+                Some(Org::OrgDomain(_)) => {
+                    return Err(Status::unimplemented(
+                        "organization.orgDomain is not supported yet; use orgId",
+                    ));
+                }
+            };
+            if !caller.has_permission(Permission::UserWrite, &org_id) {
+                return Err(DomainError::permission_denied(
+                    "AUTHZ-HKJD33",
+                    "No matching permissions found",
+                )
+                .into());
+            }
+            if self
+                .core
+                .store()
+                .org(&org_id)
+                .await
+                .map_err(crate::command::store_error)?
+                .is_none()
+            {
+                return Err(
+                    DomainError::not_found("COMMAND-4M0sd", "Organisation not found").into(),
+                );
+            }
+            let profile = req
+                .profile
+                .ok_or_else(|| invalid_field(MSG, "Profile", "value is required"))?;
+            let email = req
+                .email
+                .ok_or_else(|| invalid_field(MSG, "Email", "value is required"))?;
+            let email_verified = match email.verification {
+                Some(Verification::IsVerified(v)) => v,
+                Some(Verification::ReturnCode(_)) => {
+                    return Err(Status::unimplemented(
+                        "returning email codes is not supported yet",
+                    ));
+                }
+                // Sending a code needs a mail server; the address stays unverified.
+                Some(Verification::SendCode(_)) | None => false,
+            };
+            let (phone, phone_verified) = match req.phone {
+                Some(p) => (
+                    p.phone,
+                    matches!(
+                        p.verification,
+                        Some(pb::set_human_phone::Verification::IsVerified(true))
+                    ),
+                ),
+                None => (String::new(), false),
+            };
+            let (password, change_required) = match req.password_type {
+                Some(PasswordType::Password(p)) => {
+                    (Some(PasswordInput::Plain(p.password)), p.change_required)
+                }
+                Some(PasswordType::HashedPassword(p)) => {
+                    (Some(PasswordInput::Hashed(p.hash)), p.change_required)
+                }
+                None => (None, false),
+            };
+            let human = Human {
+                first_name: profile.given_name,
+                last_name: profile.family_name,
+                nick_name: profile.nick_name.unwrap_or_default(),
+                display_name: profile.display_name.unwrap_or_default(),
+                preferred_language: profile.preferred_language.unwrap_or_default(),
+                gender: profile.gender.unwrap_or_default(),
+                email: email.email,
+                email_verified,
+                phone,
+                phone_verified,
+                password_change_required: change_required,
+                password_changed_us: None,
+            };
+            let new = NewHuman {
+                user_id: req.user_id,
+                org_id,
+                username: req.username.unwrap_or_default(),
+                human,
+                password,
+            };
+            let (user, details) = self.core.add_human(&caller, new).await?;
+            Ok(pb::AddHumanUserResponse {
+                user_id: user.id,
+                details: Some(details_v2(&details)),
+                email_code: None,
+                phone_code: None,
+            })
+        })
+        .await
+    }
+
+    async fn get_user_by_id(
+        &self,
+        request: Request<pb::GetUserByIdRequest>,
+    ) -> Result<Response<pb::GetUserByIdResponse>, Status> {
+        observe("zitadel.user.v2.UserService/GetUserByID", async {
+            let caller = caller(&self.core, &request).await?;
+            let user = self
+                .core
+                .get_user(&caller, UserScope::V2, &request.get_ref().user_id)
+                .await?;
+            let details = crate::command::read_details(&user);
+            Ok(pb::GetUserByIdResponse {
+                details: Some(details_v2(&details)),
+                user: Some(user_v2(&user)),
+            })
+        })
+        .await
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        observe("zitadel.user.v2.UserService/ListUsers", async {
+            let caller = caller(&self.core, &request).await?;
+            let req = request.get_ref();
+            let list = req.query.clone().unwrap_or_default();
+            let query = UserQuery {
+                filters: req
+                    .queries
+                    .iter()
+                    .map(|q| filter_v2(q, 0))
+                    .collect::<Result<_, _>>()?,
+                sort: sort(req.sorting_column)?,
+                asc: list.asc,
+                offset: list.offset,
+                limit: list.limit,
+            };
+            let page = self.core.list_users(&caller, UserScope::V2, query).await?;
+            Ok(pb::ListUsersResponse {
+                details: Some(object_v2::ListDetails {
+                    total_result: page.total,
+                    processed_sequence: 0,
+                    timestamp: Some(timestamp(crate::domain::now_us())),
+                }),
+                sorting_column: req.sorting_column,
+                result: page.users.iter().map(user_v2).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn deactivate_user(
+        &self,
+        request: Request<pb::DeactivateUserRequest>,
+    ) -> Result<Response<pb::DeactivateUserResponse>, Status> {
+        observe("zitadel.user.v2.UserService/DeactivateUser", async {
+            let details = self
+                .lifecycle(request.map(|r| r.user_id), LifecycleCommand::Deactivate)
+                .await?;
+            Ok(pb::DeactivateUserResponse {
+                details: Some(details),
+            })
+        })
+        .await
+    }
+
+    async fn reactivate_user(
+        &self,
+        request: Request<pb::ReactivateUserRequest>,
+    ) -> Result<Response<pb::ReactivateUserResponse>, Status> {
+        observe("zitadel.user.v2.UserService/ReactivateUser", async {
+            let details = self
+                .lifecycle(request.map(|r| r.user_id), LifecycleCommand::Reactivate)
+                .await?;
+            Ok(pb::ReactivateUserResponse {
+                details: Some(details),
+            })
+        })
+        .await
+    }
+
+    async fn lock_user(
+        &self,
+        request: Request<pb::LockUserRequest>,
+    ) -> Result<Response<pb::LockUserResponse>, Status> {
+        observe("zitadel.user.v2.UserService/LockUser", async {
+            let details = self
+                .lifecycle(request.map(|r| r.user_id), LifecycleCommand::Lock)
+                .await?;
+            Ok(pb::LockUserResponse {
+                details: Some(details),
+            })
+        })
+        .await
+    }
+
+    async fn unlock_user(
+        &self,
+        request: Request<pb::UnlockUserRequest>,
+    ) -> Result<Response<pb::UnlockUserResponse>, Status> {
+        observe("zitadel.user.v2.UserService/UnlockUser", async {
+            let details = self
+                .lifecycle(request.map(|r| r.user_id), LifecycleCommand::Unlock)
+                .await?;
+            Ok(pb::UnlockUserResponse {
+                details: Some(details),
+            })
+        })
+        .await
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        observe("zitadel.user.v2.UserService/DeleteUser", async {
+            let details = self
+                .lifecycle(request.map(|r| r.user_id), LifecycleCommand::Remove)
+                .await?;
+            Ok(pb::DeleteUserResponse {
+                details: Some(details),
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,225 @@
+//! The tower layer: [`GatewayLayer`], [`GatewayService`] and [`ResponseFuture`].
+//!
+//! [`GatewayService`] wraps the inner gRPC service (tonic `Routes`, or a client to a remote
+//! upstream), asks `crate::detect` which protocol each request speaks, and hands the request
+//! to that protocol's module. It also runs the REST glue (route lookup, 404/405, body limit)
+//! and adds CORS headers to browser-facing answers. It never fails: every error is an HTTP
+//! response in the caller's protocol.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use switchyard_transcode::RouteError;
+use tonic::Status;
+use tower::{Layer, Service};
+
+use crate::BoxError;
+use crate::cors;
+use crate::detect::{Protocol, detect};
+use crate::dispatch::{self, UnaryCall};
+use crate::gateway::{Gateway, GatewayState};
+use crate::protocol::{self, connect, grpc, grpc_web, read_body, rest};
+
+/// A [`tower::Layer`] that puts a [`Gateway`] in front of a gRPC service.
+#[derive(Debug, Clone)]
+pub struct GatewayLayer {
+    state: Arc<GatewayState>,
+}
+
+impl GatewayLayer {
+    pub(crate) fn new(gateway: Gateway) -> Self {
+        Self {
+            state: gateway.state,
+        }
+    }
+}
+
+impl<S> Layer<S> for GatewayLayer {
+    type Service = GatewayService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GatewayService {
+            inner,
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
+/// Serves gRPC, gRPC-Web, Connect and REST in front of the gRPC service `S`.
+///
+/// `S` takes `http::Request<tonic::body::Body>` and answers `http::Response<B>` with any
+/// body; `tonic::service::Routes` (whose error is `Infallible`) is the in-process case.
+#[derive(Clone)]
+pub struct GatewayService<S> {
+    inner: S,
+    state: Arc<GatewayState>,
+}
+
+impl<S> fmt::Debug for GatewayService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayService").finish_non_exhaustive()
+    }
+}
+
+/// The future of a [`GatewayService`] call.
+pub struct ResponseFuture {
+    inner: Pin<Box<dyn Future<Output = Result<Response<tonic::body::Body>, Infallible>> + Send>>,
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<tonic::body::Body>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<S, B, ReqB> Service<Request<ReqB>> for GatewayService<S>
+where
+    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    ReqB: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqB::Error: Into<BoxError>,
+{
+    type Response = Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Each call drives its own clone of the inner service to readiness (`oneshot`).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        let state = Arc::clone(&self.state);
+        let inner = self.inner.clone();
+        ResponseFuture {
+            inner: Box::pin(async move { Ok(handle(&state, inner, request).await) }),
+        }
+    }
+}
+
+/// Routes one request to its protocol and adds CORS headers where browsers read them.
+async fn handle<S, B, ReqB>(
+    state: &GatewayState,
+    inner: S,
+    request: Request<ReqB>,
+) -> Response<tonic::body::Body>
+where
+    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    ReqB: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqB::Error: Into<BoxError>,
+{
+    let protocol = detect(
+        request.method(),
+        request.uri().path(),
+        request.headers(),
+        &state.methods,
+    );
+    tracing::debug!(?protocol, method = %request.method(), path = request.uri().path(), "gateway request");
+    let cors = state.opts.cors.as_ref();
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let mut response = match (protocol, cors) {
+        (Protocol::Grpc, _) => return grpc::serve(inner, request).await,
+        (Protocol::Preflight, Some(cors)) => return cors::preflight(cors, request.headers()),
+        (Protocol::GrpcWeb { text }, _) => grpc_web::serve(inner, text, request).await,
+        (Protocol::Connect { codec }, _) => connect::serve(state, inner, codec, request).await,
+        (Protocol::ConnectStreaming, _) => connect::streaming_unimplemented(&state.pool),
+        (Protocol::ConnectUnsupportedMedia, _) => connect::unsupported_media(),
+        (Protocol::Rest | Protocol::Preflight, _) => serve_rest(state, inner, request).await,
+    };
+    if let Some(cors) = cors {
+        cors::decorate(cors, origin.as_ref(), &mut response);
+    }
+    response
+}
+
+/// The REST glue: route lookup (404/405), bounded body, transcoding by `protocol::rest`,
+/// the unary call by `crate::dispatch`.
+async fn serve_rest<S, B, ReqB>(
+    state: &GatewayState,
+    inner: S,
+    request: Request<ReqB>,
+) -> Response<tonic::body::Body>
+where
+    S: Service<Request<tonic::body::Body>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+    ReqB: http_body::Body<Data = Bytes>,
+    ReqB::Error: Into<BoxError>,
+{
+    let (parts, body) = request.into_parts();
+    // Look the route up before reading the body: a 404 or 405 need not wait for it.
+    match state.routes.find(&parts.method, parts.uri.path()) {
+        Ok(_) => {}
+        Err(RouteError::NotFound) => {
+            let status = Status::not_found(format!(
+                "no route for {} {}",
+                parts.method,
+                parts.uri.path()
+            ));
+            return rest::encode_error(&status, &state.pool);
+        }
+        Err(RouteError::MethodNotAllowed { allowed }) => {
+            let status = Status::unimplemented(format!(
+                "method {} not allowed for {}",
+                parts.method,
+                parts.uri.path()
+            ));
+            let mut response = rest::encode_error(&status, &state.pool);
+            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            let allow = allowed
+                .iter()
+                .map(http::Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Ok(allow) = HeaderValue::from_str(&allow) {
+                response.headers_mut().insert(header::ALLOW, allow);
+            }
+            return response;
+        }
+    }
+    let limit = state.opts.max_message_bytes;
+    let outcome = async {
+        let body = match read_body(body, limit).await {
+            Ok(body) => body,
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                let mut response = rest::encode_error(&status, &state.pool);
+                *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+                return Ok(response);
+            }
+            Err(status) => return Err(status),
+        };
+        let call = rest::decode_request(&state.routes, &state.opts.json, &parts, body)?;
+        let unary = UnaryCall {
+            path: call.grpc_path.clone(),
+            metadata: protocol::forwarded_metadata(&parts.headers),
+            message: call.message.clone(),
+            timeout: None,
+        };
+        let reply = dispatch::unary(inner, unary, limit).await?;
+        rest::encode_response(&call, &state.opts.json, reply.message)
+    }
+    .await;
+    outcome.unwrap_or_else(|status| rest::encode_error(&status, &state.pool))
+}

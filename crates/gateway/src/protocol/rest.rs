@@ -1,0 +1,352 @@
+//! The REST protocol: JSON over HTTP, transcoded from `google.api.http`
+//! annotations into one unary gRPC call. Pure glue, no I/O.
+//!
+//! The gateway calls, in order:
+//!
+//! ```text
+//! decode_request(table: &RouteTable, opts: &JsonOptions, parts: &Parts, body: Bytes)
+//!     -> Result<RestCall, Status>                      // route + request message
+//! encode_response(call: &RestCall, opts: &JsonOptions, message: Bytes)
+//!     -> Result<Response<tonic::body::Body>, Status>   // 200 application/json
+//! encode_error(status: &Status, pool: &DescriptorPool)
+//!     -> Response<tonic::body::Body>                   // HTTP status per the table, JSON body
+//! ```
+//!
+//! Routing, binding, JSON and the code → HTTP status table all live in
+//! `switchyard-transcode`; this module only adapts them to `http` types.
+//! Reading the body, forwarding metadata and dispatching the call are the
+//! server's (`crate::protocol`, `crate::dispatch`).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Response, StatusCode};
+use prost::Message as _;
+use prost_reflect::{DescriptorPool, DynamicMessage};
+use switchyard_transcode::status::http_status;
+use switchyard_transcode::{JsonOptions, Route, RouteError, RouteTable, rest_error_body};
+use tonic::Status;
+
+use crate::protocol::full_response;
+
+/// A REST request decoded into its gRPC call.
+#[derive(Debug)]
+pub(crate) struct RestCall {
+    /// `/pkg.Service/Method`.
+    pub(crate) grpc_path: String,
+    /// The protobuf-encoded request message.
+    pub(crate) message: Bytes,
+    /// The matched route: the output type and `response_body` for the answer.
+    route: Arc<Route>,
+}
+
+impl RestCall {
+    /// The matched route.
+    #[allow(dead_code)] // For the server's logging and metrics; not needed to answer.
+    pub(crate) fn route(&self) -> &Arc<Route> {
+        &self.route
+    }
+}
+
+/// Finds the route for the request and builds the request message from the
+/// path variables, the query string and the JSON body.
+///
+/// # Errors
+///
+/// NOT_FOUND when no template matches the path; UNIMPLEMENTED when templates
+/// match but not for this HTTP method (as grpc-gateway does); INVALID_ARGUMENT
+/// for a malformed body, a value that does not fit its field, or an unknown
+/// query parameter.
+pub(crate) fn decode_request(
+    table: &RouteTable,
+    opts: &JsonOptions,
+    parts: &Parts,
+    body: Bytes,
+) -> Result<RestCall, Status> {
+    let path = parts.uri.path();
+    let found = table.find(&parts.method, path).map_err(|err| match err {
+        RouteError::NotFound => Status::not_found(format!("no route for {} {path}", parts.method)),
+        RouteError::MethodNotAllowed { allowed } => {
+            let allowed: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
+            Status::unimplemented(format!(
+                "method {} not allowed for {path}; allowed: {}",
+                parts.method,
+                allowed.join(", ")
+            ))
+        }
+    })?;
+    let message = switchyard_transcode::decode_request(&found, parts.uri.query(), &body, opts)?;
+    let route = Arc::clone(found.route());
+    Ok(RestCall {
+        grpc_path: route.grpc_path().to_owned(),
+        message: Bytes::from(message.encode_to_vec()),
+        route,
+    })
+}
+
+/// Renders the gRPC response message as JSON (the whole message, or the
+/// route's `response_body` field) with HTTP 200.
+///
+/// # Errors
+///
+/// INTERNAL when the bytes do not decode as the method's output type or a
+/// value cannot be rendered as JSON.
+pub(crate) fn encode_response(
+    call: &RestCall,
+    opts: &JsonOptions,
+    message: Bytes,
+) -> Result<Response<tonic::body::Body>, Status> {
+    let output = call.route.method().output();
+    let decoded = DynamicMessage::decode(output, message)
+        .map_err(|e| Status::internal(format!("cannot decode the response message: {e}")))?;
+    let body = switchyard_transcode::encode_response(&call.route, &decoded, opts)?;
+    Ok(full_response(StatusCode::OK, "application/json", body))
+}
+
+/// Renders `status` as the REST error: the HTTP status from
+/// `switchyard_transcode::status` and the body
+/// `{"code": <int>, "message": "...", "details": [{"@type": ...}]}`, details
+/// rendered through `pool`.
+pub(crate) fn encode_error(status: &Status, pool: &DescriptorPool) -> Response<tonic::body::Body> {
+    full_response(
+        http_status(status.code()),
+        "application/json",
+        rest_error_body(status, pool),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{Method, Request};
+    use http_body_util::BodyExt as _;
+    use prost_reflect::Value;
+    use switchyard_transcode::RouteTableBuilder;
+    use tonic::Code;
+
+    use super::*;
+    use crate::testutil;
+
+    fn table() -> RouteTable {
+        match RouteTableBuilder::new(testutil::pool()).build() {
+            Ok(table) => table,
+            Err(e) => panic!("routes: {e}"),
+        }
+    }
+
+    fn parts(method: Method, uri: &str) -> Parts {
+        match Request::builder().method(method).uri(uri).body(()) {
+            Ok(req) => req.into_parts().0,
+            Err(e) => panic!("{uri}: {e}"),
+        }
+    }
+
+    async fn body_text(response: Response<tonic::body::Body>) -> String {
+        match response.into_body().collect().await {
+            Ok(c) => String::from_utf8_lossy(&c.to_bytes()).into_owned(),
+            Err(e) => panic!("body: {e}"),
+        }
+    }
+
+    struct Case {
+        method: Method,
+        uri: &'static str,
+        body: &'static str,
+        /// gRPC path and the request as JSON.
+        want: Option<(&'static str, &'static str)>,
+        want_err: Option<(Code, &'static str)>,
+    }
+
+    #[test]
+    fn decode_request_table() {
+        let ok = |method, uri, body, grpc, json| Case {
+            method,
+            uri,
+            body,
+            want: Some((grpc, json)),
+            want_err: None,
+        };
+        let err = |method, uri, body, code, msg| Case {
+            method,
+            uri,
+            body,
+            want: None,
+            want_err: Some((code, msg)),
+        };
+        let echo = "/example.v1.EchoService/Echo";
+        let cases = [
+            ok(
+                Method::POST,
+                "/v1/echo",
+                r#"{"message":"hi","bigNumber":"9007199254740993","tags":["a"]}"#,
+                echo,
+                r#"{"message":"hi","bigNumber":"9007199254740993","tags":["a"]}"#,
+            ),
+            ok(Method::POST, "/v1/echo", "", echo, "{}"),
+            ok(
+                Method::GET,
+                "/v1/echo/h%C3%A9%2Fllo?big_number=5&tags=x&tags=y",
+                "",
+                echo,
+                r#"{"message":"hé/llo","bigNumber":"5","tags":["x","y"]}"#,
+            ),
+            ok(
+                Method::POST,
+                "/v1/fail",
+                r#"{"mode":"trailers"}"#,
+                "/example.v1.EchoService/Fail",
+                r#"{"mode":"trailers"}"#,
+            ),
+            err(
+                Method::GET,
+                "/v2/nothing",
+                "",
+                Code::NotFound,
+                "no route for GET /v2/nothing",
+            ),
+            err(
+                Method::DELETE,
+                "/v1/echo",
+                "",
+                Code::Unimplemented,
+                "method DELETE not allowed for /v1/echo; allowed: POST",
+            ),
+            err(
+                Method::POST,
+                "/v1/echo",
+                r#"{"message":"#,
+                Code::InvalidArgument,
+                "invalid JSON body: EOF while parsing a value at line 1 column 11",
+            ),
+            err(
+                Method::GET,
+                "/v1/echo/hi?nope=1",
+                "",
+                Code::InvalidArgument,
+                "unknown query parameter 'nope'",
+            ),
+            err(
+                Method::GET,
+                "/v1/echo/hi?big_number=x",
+                "",
+                Code::InvalidArgument,
+                "invalid value for query parameter 'big_number': 'x' is not a 64-bit integer",
+            ),
+        ];
+        let table = table();
+        let opts = JsonOptions::default();
+        for case in cases {
+            let label = format!("{} {}", case.method, case.uri);
+            let got = decode_request(
+                &table,
+                &opts,
+                &parts(case.method, case.uri),
+                Bytes::from_static(case.body.as_bytes()),
+            );
+            match (got, case.want, case.want_err) {
+                (Ok(call), Some((grpc, json)), None) => {
+                    assert_eq!(call.grpc_path, grpc, "{label}");
+                    let input = call.route().method().input();
+                    let msg = DynamicMessage::decode(input, call.message.clone());
+                    let rendered = msg
+                        .ok()
+                        .and_then(|m| switchyard_transcode::json::encode_message(&m, &opts).ok())
+                        .map(|b| String::from_utf8_lossy(&b).into_owned());
+                    assert_eq!(rendered.as_deref(), Some(json), "{label}");
+                }
+                (Err(status), None, Some((code, msg))) => {
+                    assert_eq!((status.code(), status.message()), (code, msg), "{label}");
+                }
+                (got, want, want_err) => {
+                    panic!("{label}: got {got:?}, want {want:?} / {want_err:?}")
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn encode_response_renders_json() {
+        let table = table();
+        let opts = JsonOptions::default();
+        let call = match decode_request(
+            &table,
+            &opts,
+            &parts(Method::POST, "/v1/echo"),
+            Bytes::new(),
+        ) {
+            Ok(call) => call,
+            Err(e) => panic!("{e}"),
+        };
+        let Some(desc) = testutil::pool().get_message_by_name("example.v1.EchoResponse") else {
+            panic!("no EchoResponse");
+        };
+        let mut reply = DynamicMessage::new(desc);
+        reply.set_field_by_name("message", Value::String("hi".into()));
+        reply.set_field_by_name("big_number", Value::I64(1 << 60));
+        let response = encode_response(&call, &opts, Bytes::from(reply.encode_to_vec()));
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .map(|v| v.as_bytes()),
+            Some(&b"application/json"[..])
+        );
+        // 64-bit as a string, zero values (zeroValue) omitted.
+        assert_eq!(
+            body_text(response).await,
+            r#"{"message":"hi","bigNumber":"1152921504606846976"}"#
+        );
+
+        let bad = encode_response(&call, &opts, Bytes::from_static(b"\xff"));
+        assert_eq!(bad.err().map(|s| s.code()), Some(Code::Internal));
+    }
+
+    #[tokio::test]
+    async fn encode_error_table() {
+        let pool = testutil::pool();
+        let cases = [
+            (
+                testutil::failed_precondition_with_detail("COMMAND-6M0sf", "Thing is not inactive"),
+                400,
+                r#"{"code":9,"message":"Thing is not inactive","details":[{"@type":"type.googleapis.com/example.v1.ErrorDetail","id":"COMMAND-6M0sf","message":"Thing is not inactive"}]}"#,
+            ),
+            (
+                Status::not_found("no route"),
+                404,
+                r#"{"code":5,"message":"no route","details":[]}"#,
+            ),
+            (
+                Status::unauthenticated("who?"),
+                401,
+                r#"{"code":16,"message":"who?","details":[]}"#,
+            ),
+            (
+                Status::unimplemented("nope"),
+                501,
+                r#"{"code":12,"message":"nope","details":[]}"#,
+            ),
+            (
+                Status::cancelled(""),
+                499,
+                r#"{"code":1,"message":"","details":[]}"#,
+            ),
+        ];
+        for (status, want_http, want_body) in cases {
+            let response = encode_error(&status, &pool);
+            assert_eq!(response.status().as_u16(), want_http, "{status:?}");
+            assert_eq!(
+                response
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .map(|v| v.as_bytes()),
+                Some(&b"application/json"[..])
+            );
+            assert_eq!(body_text(response).await, want_body);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Interop: real ZITADEL SDKs and gRPC-Web/Connect clients against the real binary.
