@@ -1,1 +1,355 @@
 //! Interop: real ZITADEL SDKs and gRPC-Web/Connect clients against the real binary.
+//!
+//! Each test starts its own server, runs one client script from `tests/interop/` with the server's
+//! URL and the admin's token in `SWITCHYARD_URL` / `SWITCHYARD_TOKEN`, requires exit status 0,
+//! re-checks the key facts from the script's one-line JSON result, and finally asks the server
+//! itself (native gRPC, tonic) whether the users the client created are there and active.
+//!
+//! The clients are installed by `tests/interop/setup` (which `tests/run` calls): a missing Node,
+//! `node_modules` or Python venv fails the test with a message saying so; nothing is skipped.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+use switchyard_proto::zitadel::management::v1 as mgmt;
+use switchyard_proto::zitadel::management::v1::management_service_client::ManagementServiceClient;
+use switchyard_proto::zitadel::user::v2 as user_v2;
+use switchyard_proto::zitadel::user::v2::user_service_client::UserServiceClient;
+use switchyard_tests::Server;
+
+/// How long one client script may run (it makes a handful of calls on a local server).
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(120);
+
+const SETUP_HINT: &str = "run tests/interop/setup (tests/run does) to install the interop clients";
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("interop")
+}
+
+/// What a client script did: its exit status, its output, and its parsed JSON result line.
+struct Outcome {
+    success: bool,
+    stdout: String,
+    stderr: String,
+    result: Option<Value>,
+}
+
+impl Outcome {
+    /// The result, after requiring exit status 0 and `"ok": true`; panics with everything seen.
+    fn expect_ok(self, what: &str, server: &Server) -> Value {
+        let ok = self.result.as_ref().and_then(|r| r["ok"].as_bool()) == Some(true);
+        if !self.success || !ok {
+            let log = server.log();
+            let tail = &log[log.len().saturating_sub(40)..];
+            panic!(
+                "{what} failed (success={}, ok={ok})\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- server log (tail) ---\n{}",
+                self.success,
+                self.stdout,
+                self.stderr,
+                tail.join("\n")
+            );
+        }
+        self.result.unwrap()
+    }
+}
+
+/// Runs `program args…` in `dir` against `server`, with a deadline (no sleeps: the wait is on a
+/// channel fed by the waiting thread).
+fn run_script(server: &Server, program: &Path, args: &[&str], dir: &Path) -> Outcome {
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("SWITCHYARD_URL", server.url())
+        .env("SWITCHYARD_TOKEN", &server.token)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {SETUP_HINT}", program.display()));
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = tx.send(());
+        status
+    });
+    if rx.recv_timeout(SCRIPT_DEADLINE).is_err() {
+        // Only the child we started, by its id.
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        let _ = waiter.join();
+        panic!(
+            "{} {args:?} did not finish within {SCRIPT_DEADLINE:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            program.display(),
+            out_thread.join().unwrap(),
+            err_thread.join().unwrap()
+        );
+    }
+    let status = waiter.join().unwrap().expect("wait");
+    let stdout = out_thread.join().unwrap();
+    let stderr = err_thread.join().unwrap();
+    let result = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok());
+    Outcome {
+        success: status.success(),
+        stdout,
+        stderr,
+        result,
+    }
+}
+
+/// `node`, after checking that it is there and that `npm ci` has run in tests/interop/node.
+fn node() -> (PathBuf, PathBuf) {
+    let dir = interop_dir().join("node");
+    let version = Command::new("node").arg("--version").output();
+    match version {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "`node --version` failed: {}; {SETUP_HINT}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => panic!("node is not on PATH ({e}): install Node >= 20, then {SETUP_HINT}"),
+    }
+    for package in [
+        "@zitadel/client",
+        "@zitadel/proto",
+        "@connectrpc/connect",
+        "@connectrpc/connect-node",
+    ] {
+        let path = dir.join("node_modules").join(package).join("package.json");
+        assert!(path.exists(), "{} is missing; {SETUP_HINT}", path.display());
+    }
+    (PathBuf::from("node"), dir)
+}
+
+/// The venv's python, after checking that the venv exists and has the SDK.
+fn venv_python() -> (PathBuf, PathBuf) {
+    let dir = interop_dir().join("python");
+    let python = dir.join(".venv").join("bin").join("python");
+    assert!(python.exists(), "{} is missing; {SETUP_HINT}", python.display());
+    let probe = Command::new(&python)
+        .args(["-c", "import zitadel_client"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {SETUP_HINT}", python.display()));
+    assert!(
+        probe.status.success(),
+        "the venv has no zitadel_client ({}); {SETUP_HINT}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    (python, dir)
+}
+
+fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no string at {pointer} in {value}"))
+}
+
+/// The second ReactivateUser as a connect-es client saw it (code, message, ErrorDetail).
+fn assert_connect_es_precondition(flow: &Value, id: &str) {
+    assert_eq!(str_at(flow, "/secondReactivate/code"), "FailedPrecondition");
+    assert_eq!(
+        str_at(flow, "/secondReactivate/rawMessage"),
+        format!("User is not inactive ({id})")
+    );
+    assert_eq!(str_at(flow, "/secondReactivate/errorDetail/id"), id);
+    assert_eq!(
+        str_at(flow, "/secondReactivate/errorDetail/message"),
+        "User is not inactive"
+    );
+}
+
+/// A v2 flow's result: state and sequences as the client saw them.
+fn assert_v2_flow(flow: &Value) -> String {
+    assert_eq!(str_at(flow, "/state"), "ACTIVE");
+    assert_eq!(
+        (
+            str_at(flow, "/addSequence"),
+            str_at(flow, "/deactivateSequence"),
+            str_at(flow, "/reactivateSequence")
+        ),
+        ("1", "2", "3"),
+        "details are the appended events"
+    );
+    assert_connect_es_precondition(flow, "COMMAND-s5qqcz97hf");
+    str_at(flow, "/userId").to_owned()
+}
+
+/// A v1 flow's result.
+fn assert_v1_flow(flow: &Value) -> String {
+    assert_eq!(str_at(flow, "/state"), "ACTIVE");
+    assert!(!str_at(flow, "/orgId").is_empty());
+    assert_connect_es_precondition(flow, "COMMAND-6M0sf");
+    str_at(flow, "/userId").to_owned()
+}
+
+/// Asks the server itself (tonic, native gRPC) whether the clients' users exist and are active.
+fn assert_active_on_server(server: &Server, v2_users: &[(String, String)], v1_users: &[String]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let channel = tonic::transport::Channel::from_shared(server.url())
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect");
+        let bearer: tonic::metadata::MetadataValue<_> = server.bearer().parse().unwrap();
+        let mut users = UserServiceClient::new(channel.clone());
+        for (user_id, username) in v2_users {
+            let mut request = tonic::Request::new(user_v2::GetUserByIdRequest {
+                user_id: user_id.clone(),
+            });
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            let user = users
+                .get_user_by_id(request)
+                .await
+                .unwrap_or_else(|s| panic!("v2 GetUserByID {user_id}: {s:?}"))
+                .into_inner()
+                .user
+                .expect("user");
+            assert_eq!(&user.username, username);
+            assert_eq!(
+                user.state,
+                user_v2::UserState::Active as i32,
+                "user {user_id}"
+            );
+        }
+        let mut management = ManagementServiceClient::new(channel);
+        for id in v1_users {
+            let mut request = tonic::Request::new(mgmt::GetUserByIdRequest { id: id.clone() });
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            let user = management
+                .get_user_by_id(request)
+                .await
+                .unwrap_or_else(|s| panic!("v1 GetUserByID {id}: {s:?}"))
+                .into_inner()
+                .user
+                .expect("user");
+            assert_eq!(user.state, 1, "USER_STATE_ACTIVE, user {id}");
+        }
+    });
+}
+
+/// ZITADEL's Node SDK (`@zitadel/client`): its own gRPC server transport with its bearer
+/// interceptor, its v2 UserService and v1 ManagementService clients.
+#[test]
+fn node_sdk_grpc_flow() {
+    let (node, dir) = node();
+    let server = Server::start();
+    let result = run_script(&server, &node, &["sdk_grpc.mjs"], &dir)
+        .expect_ok("tests/interop/node/sdk_grpc.mjs", &server);
+
+    let v2 = &result["v2"];
+    let v2_user = assert_v2_flow(v2);
+    let v1_user = assert_v1_flow(&result["v1"]);
+    assert_active_on_server(
+        &server,
+        &[(v2_user, str_at(v2, "/username").to_owned())],
+        &[v1_user],
+    );
+}
+
+/// connect-node's gRPC-Web transport with `@zitadel/proto`'s descriptors, over HTTP/1.1 and h2c.
+#[test]
+fn grpc_web_client_flow() {
+    let (node, dir) = node();
+    let server = Server::start();
+    let result = run_script(&server, &node, &["grpc_web.mjs"], &dir)
+        .expect_ok("tests/interop/node/grpc_web.mjs", &server);
+
+    let mut v2_users = Vec::new();
+    for key in ["v2_http1", "v2_http2"] {
+        let flow = &result[key];
+        let user_id = assert_v2_flow(flow);
+        v2_users.push((user_id, str_at(flow, "/username").to_owned()));
+    }
+    let v1_users: Vec<String> = ["v1_http1", "v1_http2"]
+        .iter()
+        .map(|key| assert_v1_flow(&result[*key]))
+        .collect();
+    assert_active_on_server(&server, &v2_users, &v1_users);
+}
+
+/// ZITADEL's Python SDK (`zitadel-client`): Connect with JSON bodies to the v2 UserService, PAT
+/// authentication.
+#[test]
+fn python_sdk_flow() {
+    let (python, dir) = venv_python();
+    let server = Server::start();
+    let result = run_script(
+        &server,
+        &python,
+        &["-W", "ignore::DeprecationWarning", "sdk_flow.py"],
+        &dir,
+    )
+    .expect_ok("tests/interop/python/sdk_flow.py", &server);
+
+    assert_eq!(str_at(&result, "/state"), "USER_STATE_ACTIVE");
+    assert_eq!(
+        (
+            str_at(&result, "/addSequence"),
+            str_at(&result, "/deactivateSequence"),
+            str_at(&result, "/reactivateSequence")
+        ),
+        ("1", "2", "3")
+    );
+    // Connect's error for FAILED_PRECONDITION: HTTP 400, code "failed_precondition".
+    let second = &result["secondReactivate"];
+    assert_eq!(second["httpStatus"], 400, "{second}");
+    assert_eq!(str_at(second, "/body/code"), "failed_precondition");
+    assert_eq!(
+        str_at(second, "/body/message"),
+        "User is not inactive (COMMAND-s5qqcz97hf)"
+    );
+    assert_eq!(str_at(second, "/body/details/0/type"), "zitadel.v1.ErrorDetail");
+
+    // What the SDK sent: Connect unary, JSON, to the v2 service paths, with the bearer token.
+    let requests = result["requests"].as_array().expect("requests");
+    let paths: Vec<&str> = requests.iter().map(|r| str_at(r, "/path")).collect();
+    assert_eq!(
+        paths,
+        [
+            "/zitadel.user.v2.UserService/AddHumanUser",
+            "/zitadel.user.v2.UserService/DeactivateUser",
+            "/zitadel.user.v2.UserService/ReactivateUser",
+            "/zitadel.user.v2.UserService/GetUserByID",
+            "/zitadel.user.v2.UserService/ReactivateUser",
+        ]
+    );
+    for request in requests {
+        assert_eq!(str_at(request, "/method"), "POST");
+        assert_eq!(str_at(request, "/contentType"), "application/json");
+        assert_eq!(request["bearer"], true);
+    }
+
+    let user_id = str_at(&result, "/userId").to_owned();
+    let username = str_at(&result, "/username").to_owned();
+    assert_active_on_server(&server, &[(user_id, username)], &[]);
+}
