@@ -146,7 +146,11 @@ fn node() -> (PathBuf, PathBuf) {
 fn venv_python() -> (PathBuf, PathBuf) {
     let dir = interop_dir().join("python");
     let python = dir.join(".venv").join("bin").join("python");
-    assert!(python.exists(), "{} is missing; {SETUP_HINT}", python.display());
+    assert!(
+        python.exists(),
+        "{} is missing; {SETUP_HINT}",
+        python.display()
+    );
     let probe = Command::new(&python)
         .args(["-c", "import zitadel_client"])
         .output()
@@ -328,7 +332,10 @@ fn python_sdk_flow() {
         str_at(second, "/body/message"),
         "User is not inactive (COMMAND-s5qqcz97hf)"
     );
-    assert_eq!(str_at(second, "/body/details/0/type"), "zitadel.v1.ErrorDetail");
+    assert_eq!(
+        str_at(second, "/body/details/0/type"),
+        "zitadel.v1.ErrorDetail"
+    );
 
     // What the SDK sent: Connect unary, JSON, to the v2 service paths, with the bearer token.
     let requests = result["requests"].as_array().expect("requests");

@@ -83,10 +83,8 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if line.contains("listening") {
-                    if let Some(addr) = listen_addr(&line) {
-                        let _ = tx.send(addr);
-                    }
+                if let Some(addr) = line.contains("listening").then(|| listen_addr(&line)).flatten() {
+                    let _ = tx.send(addr);
                 }
                 sink.lock().unwrap().push(line);
             }
