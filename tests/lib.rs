@@ -83,7 +83,11 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.contains("listening").then(|| listen_addr(&line)).flatten() {
+                if let Some(addr) = line
+                    .contains("listening")
+                    .then(|| listen_addr(&line))
+                    .flatten()
+                {
                     let _ = tx.send(addr);
                 }
                 sink.lock().unwrap().push(line);
@@ -136,6 +140,39 @@ impl Server {
         }
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (`TERM`, `HUP`, …) to the server with `kill(1)`.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("server running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
+    /// Waits up to `deadline` for the server to exit on its own; `None` if it is still running.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let until = std::time::Instant::now() + deadline;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return Some(status);
+            }
+            if std::time::Instant::now() >= until {
+                return None;
+            }
+            // Polling a child's exit: there is no portable blocking wait with a deadline.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Hands the temporary data directory over (so that it outlives this server).
     pub fn take_tmp(&mut self) -> Option<tempfile::TempDir> {
         self._tmp.take()
@@ -155,4 +192,118 @@ impl Drop for Server {
 fn listen_addr(line: &str) -> Option<SocketAddr> {
     let value: serde_json::Value = serde_json::from_str(line).ok()?;
     value.get("fields")?.get("addr")?.as_str()?.parse().ok()
+}
+
+/// PostgreSQL for the multi-node and crash tests: a fresh database per test on the server
+/// `SWITCHYARD_TEST_DATABASE_URL` names (tests/run provides one). Without it the tests fail
+/// with a clear message rather than skip.
+pub mod pg {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// The server the tests use.
+    pub fn test_url() -> String {
+        match std::env::var("SWITCHYARD_TEST_DATABASE_URL") {
+            Ok(url) if !url.trim().is_empty() => url,
+            _ => panic!(
+                "SWITCHYARD_TEST_DATABASE_URL is not set: this test needs PostgreSQL \
+                 (tests/run provides one; or e.g. postgres://postgres@127.0.0.1:5432/postgres)"
+            ),
+        }
+    }
+
+    /// `url` with its database name replaced by `name` (query parameters kept).
+    pub fn with_database(url: &str, name: &str) -> String {
+        let (scheme, rest) = url
+            .split_once("://")
+            .unwrap_or_else(|| panic!("SWITCHYARD_TEST_DATABASE_URL must be a postgres:// URL"));
+        let (authority, query) = match rest.split_once('?') {
+            Some((before, query)) => (before, format!("?{query}")),
+            None => (rest, String::new()),
+        };
+        let host = authority
+            .split_once('/')
+            .map_or(authority, |(host, _)| host);
+        format!("{scheme}://{host}/{name}{query}")
+    }
+
+    /// A database created for one test, dropped (with its connections) when this is dropped.
+    pub struct TestDatabase {
+        /// Its URL, for `--database-url`.
+        pub url: String,
+        name: String,
+        server_url: String,
+    }
+
+    impl TestDatabase {
+        /// Creates `sy_<prefix>_<pid>_<n>` on the test server.
+        pub async fn create(prefix: &str) -> Self {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let server_url = test_url();
+            let name = format!(
+                "sy_{prefix}_{}_{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            execute(
+                &server_url,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+            .await;
+            execute(&server_url, &format!("CREATE DATABASE {name}")).await;
+            Self {
+                url: with_database(&server_url, &name),
+                name,
+                server_url,
+            }
+        }
+    }
+
+    impl Drop for TestDatabase {
+        fn drop(&mut self) {
+            let server_url = self.server_url.clone();
+            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+            // Drop runs outside any runtime guarantee: use a thread with its own.
+            let _ = std::thread::spawn(move || {
+                if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    runtime.block_on(execute(&server_url, &sql));
+                }
+            })
+            .join();
+        }
+    }
+
+    async fn execute(url: &str, sql: &str) {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at SWITCHYARD_TEST_DATABASE_URL ({url}): {e}"));
+        tokio::spawn(connection);
+        client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn with_database_replaces_only_the_name() {
+            let cases = [
+                ("postgres://u@h:5432/postgres", "x", "postgres://u@h:5432/x"),
+                (
+                    "postgres://u@h/db?sslmode=disable",
+                    "x",
+                    "postgres://u@h/x?sslmode=disable",
+                ),
+                ("postgres://u@h:1", "x", "postgres://u@h:1/x"),
+            ];
+            for (url, name, want) in cases {
+                assert_eq!(with_database(url, name), want, "{url}");
+            }
+        }
+    }
 }

@@ -24,8 +24,11 @@ pub enum Protocol {
         /// How the message in the body is encoded.
         codec: Codec,
     },
-    /// Connect streaming (`application/connect+json|proto`): answered UNIMPLEMENTED for now.
-    ConnectStreaming,
+    /// Connect streaming (`application/connect+json|proto`): enveloped messages both ways.
+    ConnectStreaming {
+        /// How each enveloped message is encoded.
+        codec: Codec,
+    },
     /// A known Connect method path posted with a content type Connect does not know: HTTP 415.
     ConnectUnsupportedMedia,
     /// A CORS preflight (`OPTIONS` with `access-control-request-method`).
@@ -49,6 +52,14 @@ impl Codec {
         match self {
             Codec::Json => "application/json",
             Codec::Proto => "application/proto",
+        }
+    }
+
+    /// The `content-type` Connect streaming uses for this codec.
+    pub(crate) fn streaming_content_type(self) -> &'static str {
+        match self {
+            Codec::Json => "application/connect+json",
+            Codec::Proto => "application/connect+proto",
         }
     }
 }
@@ -80,8 +91,15 @@ pub(crate) fn detect(
     if strip_family(&media, "application/grpc").is_some() {
         return Protocol::Grpc;
     }
-    if strip_family(&media, "application/connect").is_some_and(|sub| !sub.is_empty()) {
-        return Protocol::ConnectStreaming;
+    match strip_family(&media, "application/connect") {
+        Some("json") => return Protocol::ConnectStreaming { codec: Codec::Json },
+        Some("proto") => {
+            return Protocol::ConnectStreaming {
+                codec: Codec::Proto,
+            };
+        }
+        Some(sub) if !sub.is_empty() => return Protocol::ConnectUnsupportedMedia,
+        _ => {}
     }
 
     // Connect unary is recognised by its path naming a method we know; this keeps Connect
@@ -225,13 +243,15 @@ mod tests {
                 Method::POST,
                 echo,
                 Some("application/connect+json"),
-                Protocol::ConnectStreaming,
+                Protocol::ConnectStreaming { codec: Codec::Json },
             ),
             case(
                 Method::POST,
                 echo,
                 Some("application/connect+proto"),
-                Protocol::ConnectStreaming,
+                Protocol::ConnectStreaming {
+                    codec: Codec::Proto,
+                },
             ),
             // Unknown method path: REST decides (and most likely answers 404).
             case(

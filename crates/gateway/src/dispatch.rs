@@ -153,13 +153,38 @@ fn build_request(call: UnaryCall) -> Result<Request<tonic::body::Body>, Status> 
 }
 
 /// `grpc-timeout` in milliseconds; the spec allows at most 8 digits per unit.
-fn grpc_timeout(timeout: Duration) -> HeaderValue {
+pub(crate) fn grpc_timeout(timeout: Duration) -> HeaderValue {
     let millis = timeout.as_millis().min(99_999_999);
     HeaderValue::from(u64::try_from(millis).unwrap_or(99_999_999))
         .to_str()
         .ok()
         .and_then(|digits| HeaderValue::from_str(&format!("{digits}m")).ok())
         .unwrap_or_else(|| HeaderValue::from_static("99999999m"))
+}
+
+/// Parses a `grpc-timeout` value: 1 to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+///
+/// # Errors
+///
+/// INVALID_ARGUMENT for anything else.
+pub(crate) fn parse_grpc_timeout(value: &HeaderValue) -> Result<Duration, Status> {
+    let bad = || Status::invalid_argument(format!("invalid grpc-timeout {value:?}"));
+    let text = value.to_str().map_err(|_| bad())?;
+    let split = text.len().checked_sub(1).ok_or_else(bad)?;
+    let (digits, unit) = (text.get(..split).ok_or_else(bad)?, text.get(split..));
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    Ok(match unit {
+        Some("H") => Duration::from_secs(n * 3600),
+        Some("M") => Duration::from_secs(n * 60),
+        Some("S") => Duration::from_secs(n),
+        Some("m") => Duration::from_millis(n),
+        Some("u") => Duration::from_micros(n),
+        Some("n") => Duration::from_nanos(n),
+        _ => return Err(bad()),
+    })
 }
 
 /// Wraps a message in an uncompressed gRPC frame.
@@ -392,6 +417,27 @@ mod tests {
         );
         assert_eq!(status.as_ref().map(Status::message), Some("not now"));
         assert_eq!(status.map(|s| s.details().len()), Some(0));
+    }
+
+    #[test]
+    fn parse_grpc_timeout_table() {
+        let cases = [
+            ("1S", Some(Duration::from_secs(1))),
+            ("250m", Some(Duration::from_millis(250))),
+            ("2H", Some(Duration::from_secs(7200))),
+            ("3M", Some(Duration::from_secs(180))),
+            ("5u", Some(Duration::from_micros(5))),
+            ("7n", Some(Duration::from_nanos(7))),
+            ("123456789S", None),
+            ("S", None),
+            ("", None),
+            ("1s", None),
+            ("-1S", None),
+        ];
+        for (input, want) in cases {
+            let got = parse_grpc_timeout(&HeaderValue::from_static(input)).ok();
+            assert_eq!(got, want, "{input}");
+        }
     }
 
     #[test]

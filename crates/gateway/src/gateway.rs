@@ -28,6 +28,27 @@ pub struct GatewayOptions {
     pub cors: Option<CorsOptions>,
     /// Largest request body or message accepted, and largest response message relayed.
     pub max_message_bytes: usize,
+    /// Per-service settings (JSON mapping, default deadline) by service full name; services
+    /// not listed use [`GatewayOptions::json`] and [`GatewayOptions::default_timeout`].
+    pub services: Vec<(String, ServiceOptions)>,
+    /// Which request headers become gRPC metadata (REST and Connect). `None` forwards every
+    /// header but hop-by-hop and transport ones. `Some(list)` forwards only `authorization`,
+    /// `Grpc-Metadata-*` (prefix stripped) and names matching the list, where a trailing `*`
+    /// is a prefix match (`x-zitadel-*`), as grpc-gateway's header matcher does.
+    pub forward_headers: Option<Vec<String>>,
+    /// Deadline for calls whose client sent none.
+    pub default_timeout: Option<Duration>,
+    /// Serve the OpenAPI 3.1 document of the REST routes at `GET /openapi.json`.
+    pub openapi: bool,
+}
+
+/// Settings of one service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceOptions {
+    /// The JSON mapping for this service's REST and Connect JSON calls.
+    pub json: Option<JsonOptions>,
+    /// Deadline for calls whose client sent none.
+    pub timeout: Option<Duration>,
 }
 
 impl Default for GatewayOptions {
@@ -37,6 +58,10 @@ impl Default for GatewayOptions {
             json: JsonOptions::default(),
             cors: Some(CorsOptions::default()),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            services: Vec::new(),
+            forward_headers: None,
+            default_timeout: None,
+            openapi: false,
         }
     }
 }
@@ -101,6 +126,38 @@ pub(crate) struct GatewayState {
     pub(crate) methods: MethodIndex,
     pub(crate) routes: RouteTable,
     pub(crate) opts: GatewayOptions,
+    /// The OpenAPI document, rendered once when [`GatewayOptions::openapi`] is set.
+    pub(crate) openapi: Option<bytes::Bytes>,
+    services: HashMap<String, ServiceOptions>,
+}
+
+impl GatewayState {
+    /// The service full name of a gRPC path `/pkg.Service/Method`.
+    fn service_of(grpc_path: &str) -> &str {
+        grpc_path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("")
+    }
+
+    /// The JSON mapping for the method at `grpc_path`.
+    pub(crate) fn json_for(&self, grpc_path: &str) -> &JsonOptions {
+        self.services
+            .get(Self::service_of(grpc_path))
+            .and_then(|s| s.json.as_ref())
+            .unwrap_or(&self.opts.json)
+    }
+
+    /// The deadline for the method at `grpc_path` when the client gives none.
+    pub(crate) fn timeout_for(&self, grpc_path: &str, asked: Option<Duration>) -> Option<Duration> {
+        asked.or_else(|| {
+            self.services
+                .get(Self::service_of(grpc_path))
+                .and_then(|s| s.timeout)
+                .or(self.opts.default_timeout)
+        })
+    }
 }
 
 impl Gateway {
@@ -121,12 +178,18 @@ impl Gateway {
             builder = builder.service_prefix(service.clone(), prefix.clone());
         }
         let routes = builder.build()?;
+        let openapi = opts
+            .openapi
+            .then(|| bytes::Bytes::from(switchyard_transcode::openapi::render_bytes(&routes)));
+        let services = opts.services.iter().cloned().collect();
         Ok(Self {
             state: Arc::new(GatewayState {
                 methods: MethodIndex::new(&pool),
                 pool,
                 routes,
                 opts,
+                openapi,
+                services,
             }),
         })
     }
@@ -134,6 +197,11 @@ impl Gateway {
     /// The tower layer that puts this gateway in front of a gRPC service.
     pub fn layer(self) -> GatewayLayer {
         GatewayLayer::new(self)
+    }
+
+    /// The OpenAPI 3.1 document of the REST routes, as JSON.
+    pub fn openapi(&self) -> serde_json::Value {
+        switchyard_transcode::openapi::render(&self.state.routes)
     }
 
     /// The descriptors this gateway serves.

@@ -24,7 +24,9 @@ use crate::cors;
 use crate::detect::{Protocol, detect};
 use crate::dispatch::{self, UnaryCall};
 use crate::gateway::{Gateway, GatewayState};
-use crate::protocol::{self, connect, grpc, grpc_web, read_body, rest};
+use crate::protocol::rest_stream::{self, Framing};
+use crate::protocol::{self, connect, connect_stream, grpc, grpc_web, read_body, rest};
+use crate::stream::{self as streaming, StreamCall};
 
 /// A [`tower::Layer`] that puts a [`Gateway`] in front of a gRPC service.
 #[derive(Debug, Clone)]
@@ -143,7 +145,9 @@ where
         (Protocol::Preflight, Some(cors)) => return cors::preflight(cors, request.headers()),
         (Protocol::GrpcWeb { text }, _) => grpc_web::serve(inner, text, request).await,
         (Protocol::Connect { codec }, _) => connect::serve(state, inner, codec, request).await,
-        (Protocol::ConnectStreaming, _) => connect::streaming_unimplemented(&state.pool),
+        (Protocol::ConnectStreaming { codec }, _) => {
+            connect_stream::serve(state, inner, codec, request).await
+        }
         (Protocol::ConnectUnsupportedMedia, _) => connect::unsupported_media(),
         (Protocol::Rest | Protocol::Preflight, _) => serve_rest(state, inner, request).await,
     };
@@ -163,12 +167,18 @@ async fn serve_rest<S, B, ReqB>(
 where
     S: Service<Request<tonic::body::Body>, Response = Response<B>>,
     S::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
     ReqB: http_body::Body<Data = Bytes>,
     ReqB::Error: Into<BoxError>,
 {
     let (parts, body) = request.into_parts();
+    if let Some(doc) = &state.openapi
+        && parts.method == http::Method::GET
+        && parts.uri.path() == "/openapi.json"
+    {
+        return protocol::full_response(StatusCode::OK, "application/json", doc.clone());
+    }
     // Look the route up before reading the body: a 404 or 405 need not wait for it.
     match state.routes.find(&parts.method, parts.uri.path()) {
         Ok(_) => {}
@@ -210,16 +220,66 @@ where
             }
             Err(status) => return Err(status),
         };
-        let call = rest::decode_request(&state.routes, &state.opts.json, &parts, body)?;
+        let grpc_path = state
+            .routes
+            .find(&parts.method, parts.uri.path())
+            .map(|m| m.route().grpc_path().to_owned())
+            .unwrap_or_default();
+        let json = state.json_for(&grpc_path);
+        let call = rest::decode_request(&state.routes, json, &parts, body)?;
+        let method = call.route().method().clone();
+        if method.is_client_streaming() {
+            return Err(Status::unimplemented(format!(
+                "{} is a client-streaming method; REST cannot call it (use gRPC, gRPC-Web or Connect streaming)",
+                method.full_name()
+            )));
+        }
+        // `Grpc-Timeout` (grpc-gateway's REST header) or the service's default.
+        let asked = parts
+            .headers
+            .get("grpc-timeout")
+            .map(dispatch::parse_grpc_timeout)
+            .transpose()?;
+        let timeout = state.timeout_for(&call.grpc_path, asked);
+        let metadata =
+            protocol::forwarded_metadata(&parts.headers, state.opts.forward_headers.as_deref());
+        if method.is_server_streaming() {
+            let frame = dispatch::encode_frame(&call.message)?;
+            let stream_call = StreamCall {
+                path: call.grpc_path.clone(),
+                metadata,
+                body: tonic::body::Body::new(http_body_util::Full::new(frame)),
+                timeout,
+            };
+            let reply = streaming::call(inner, stream_call, limit).await?;
+            return Ok(rest_stream::encode_stream(
+                Arc::clone(call.route()),
+                json.clone(),
+                Framing::from_accept(&parts.headers),
+                reply,
+                state.pool.clone(),
+            ));
+        }
         let unary = UnaryCall {
             path: call.grpc_path.clone(),
-            metadata: protocol::forwarded_metadata(&parts.headers),
+            metadata,
             message: call.message.clone(),
-            timeout: None,
+            timeout,
         };
         let reply = dispatch::unary(inner, unary, limit).await?;
-        rest::encode_response(&call, &state.opts.json, reply.message)
+        let mut response = rest::encode_response(&call, json, reply.message)?;
+        rest::metadata_headers(response.headers_mut(), reply.headers, "grpc-metadata-");
+        rest::metadata_headers(response.headers_mut(), reply.trailers, "grpc-trailer-");
+        Ok(response)
     }
     .await;
-    outcome.unwrap_or_else(|status| rest::encode_error(&status, &state.pool))
+    outcome.unwrap_or_else(|status| {
+        let mut response = rest::encode_error(&status, &state.pool);
+        rest::metadata_headers(
+            response.headers_mut(),
+            status.metadata().clone().into_headers(),
+            "grpc-metadata-",
+        );
+        response
+    })
 }

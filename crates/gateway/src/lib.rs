@@ -28,20 +28,32 @@
 //! ```
 
 mod cors;
+pub mod descriptors;
 mod detect;
 mod dispatch;
 mod gateway;
 mod layer;
+mod metrics;
+pub mod ops;
 mod protocol;
 mod server;
+mod stream;
 #[cfg(test)]
 mod testutil;
+mod tls;
+pub mod upstream;
 
 pub use detect::{Codec, Protocol};
-pub use gateway::{CorsOptions, DEFAULT_MAX_MESSAGE_BYTES, Gateway, GatewayError, GatewayOptions};
+pub use gateway::{
+    CorsOptions, DEFAULT_MAX_MESSAGE_BYTES, Gateway, GatewayError, GatewayOptions, ServiceOptions,
+};
 pub use layer::{GatewayLayer, GatewayService, ResponseFuture};
-pub use server::serve;
+pub use metrics::Metrics;
+pub use ops::{CallObserverLayer, Health, OpsLayer, ReadinessProbe};
+pub use server::{PeerAddr, ServerOptions, serve, serve_with};
 pub use switchyard_transcode::JsonOptions;
+pub use tls::{TlsAcceptor, TlsError, TlsFiles};
+pub use upstream::{Upstream, UpstreamRouter};
 
 /// The boxed error type tonic and hyper use for bodies and services.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -290,12 +290,11 @@ async fn connect_streaming_and_bad_requests_are_refused_clearly() {
         &client,
         "POST",
         server.url(ECHO),
-        &[("content-type", "application/connect+json")],
+        &[("content-type", "application/connect+xml")],
         "",
     )
     .await;
-    assert_eq!(streaming.status, 501);
-    assert_eq!(streaming.json()["code"], "unimplemented");
+    assert_eq!(streaming.status, 415);
 
     let media = send(
         &client,
@@ -340,6 +339,129 @@ async fn connect_streaming_and_bad_requests_are_refused_clearly() {
     )
     .await;
     assert_eq!(stream_method.status, 501);
+}
+
+/// Connect envelopes: (flag, payload).
+fn envelope(flag: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![flag];
+    out.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+#[tokio::test]
+async fn connect_streaming_json_and_proto() {
+    let server = TestServer::start(GatewayOptions::default()).await;
+    let url = server.url("/example.v1.EchoService/Stream");
+    for (name, client) in clients() {
+        // JSON: one request envelope, two response envelopes, then end-of-stream.
+        let body = envelope(0, br#"{"message":"hi","tags":["a","b"]}"#);
+        let answer = send(
+            &client,
+            "POST",
+            url.clone(),
+            &[("content-type", "application/connect+json")],
+            body,
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{name}");
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/connect+json"),
+            "{name}"
+        );
+        let got: Vec<(u8, String)> = frames(answer.body.clone())
+            .into_iter()
+            .map(|(f, b)| (f, String::from_utf8_lossy(&b).into_owned()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, r#"{"message":"hi:a"}"#.to_owned()),
+                (0, r#"{"message":"hi:b"}"#.to_owned()),
+                (2, "{}".to_owned()),
+            ],
+            "{name}"
+        );
+
+        // Errors travel in the end-of-stream message, with HTTP 200.
+        let body = envelope(0, br#"{"message":"fail","tags":["a"]}"#);
+        let answer = send(
+            &client,
+            "POST",
+            url.clone(),
+            &[("content-type", "application/connect+json")],
+            body,
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{name}");
+        let got = frames(answer.body.clone());
+        assert_eq!(got.len(), 2, "{name}");
+        let end: serde_json::Value =
+            serde_json::from_slice(&got[1].1).unwrap_or(serde_json::Value::Null);
+        assert_eq!(got[1].0, 2);
+        assert_eq!(end["error"]["code"], "not_found", "{name}");
+
+        // Proto: the envelopes carry the binary messages as they are.
+        let req = message(
+            &server.pool,
+            "example.v1.EchoRequest",
+            vec![
+                ("message", Value::String("p".into())),
+                ("tags", Value::List(vec![Value::String("x".into())])),
+            ],
+        );
+        let answer = send(
+            &client,
+            "POST",
+            url.clone(),
+            &[("content-type", "application/connect+proto")],
+            envelope(0, &req.encode_to_vec()),
+        )
+        .await;
+        let got = frames(answer.body.clone());
+        assert_eq!(got.len(), 2, "{name}");
+        let first = decode(&server.pool, "example.v1.EchoResponse", &got[0].1);
+        assert_eq!(
+            first
+                .get_field_by_name("message")
+                .and_then(|v| v.as_str().map(str::to_owned)),
+            Some("p:x".to_owned())
+        );
+    }
+}
+
+#[tokio::test]
+async fn rest_server_streaming_ndjson_and_sse() {
+    let server = TestServer::start(GatewayOptions::default()).await;
+    let client = http1_client();
+    let url = server.url("/v1/stream/hi?tags=a&tags=b");
+    let ndjson = send(&client, "GET", url.clone(), &[], "").await;
+    assert_eq!(ndjson.status, 200);
+    assert_eq!(ndjson.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(
+        String::from_utf8_lossy(&ndjson.body),
+        "{\"result\":{\"message\":\"hi:a\"}}\n{\"result\":{\"message\":\"hi:b\"}}\n"
+    );
+    let sse = send(&client, "GET", url, &[("accept", "text/event-stream")], "").await;
+    assert_eq!(sse.header("content-type"), Some("text/event-stream"));
+    assert_eq!(
+        String::from_utf8_lossy(&sse.body),
+        "data: {\"message\":\"hi:a\"}\n\ndata: {\"message\":\"hi:b\"}\n\n"
+    );
+    let failing = send(
+        &client,
+        "GET",
+        server.url("/v1/stream/fail?tags=a"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(failing.status, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&failing.body),
+        "{\"result\":{\"message\":\"fail:a\"}}\n{\"error\":{\"code\":5,\"message\":\"no more\",\"details\":[]}}\n"
+    );
 }
 
 #[tokio::test]

@@ -46,6 +46,11 @@ pub mod zitadel {
             include!(concat!(env!("OUT_DIR"), "/zitadel.org.v1.rs"));
         }
     }
+    pub mod change {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/zitadel.change.v1.rs"));
+        }
+    }
     pub mod member {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/zitadel.member.v1.rs"));

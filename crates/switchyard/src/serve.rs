@@ -2,28 +2,64 @@
 //! services behind the gateway on one port (gRPC, gRPC-Web, Connect and REST all reach the same
 //! in-process handlers).
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
 use switchyard_core::command::{Bootstrap, BootstrapResult, Core};
 use switchyard_core::service::{ManagementService, UserService};
-use switchyard_core::store::sqlite::SqliteStore;
 use switchyard_gateway::{Gateway, GatewayOptions};
 use switchyard_proto::zitadel::management::v1::management_service_server::ManagementServiceServer;
 use switchyard_proto::zitadel::user::v2::user_service_server::UserServiceServer;
 use tower::Layer as _;
 
-use crate::ServeArgs;
+use crate::config::Config;
+
+/// The JWT verifier `[jwt]` asks for, if any.
+async fn jwt_verifier(
+    jwt: &crate::config::Jwt,
+) -> anyhow::Result<Option<std::sync::Arc<switchyard_core::auth::jwt::JwtVerifier>>> {
+    use switchyard_core::auth::jwt::{JwksSource, JwtSettings, JwtVerifier};
+    let Some(issuer) = jwt.issuer.clone() else {
+        anyhow::ensure!(
+            jwt.jwks_file.is_none() && jwt.jwks_url.is_none(),
+            "jwt: a JWKS is configured but jwt.issuer is not set"
+        );
+        return Ok(None);
+    };
+    let jwks = match (&jwt.jwks_file, &jwt.jwks_url) {
+        (Some(file), None) => JwksSource::File(file.clone()),
+        (None, Some(url)) => JwksSource::Url(url.clone()),
+        _ => anyhow::bail!("jwt: set exactly one of jwt.jwks_file and jwt.jwks_url"),
+    };
+    anyhow::ensure!(
+        !jwt.audience.is_empty(),
+        "jwt: jwt.audience must name at least one audience"
+    );
+    let settings = JwtSettings {
+        jwks,
+        issuer,
+        audience: jwt.audience.clone(),
+    };
+    let verifier = JwtVerifier::new(settings)
+        .await
+        .map_err(|e| anyhow::anyhow!("jwt: {e}"))?;
+    tracing::info!("JWT access tokens accepted");
+    Ok(Some(std::sync::Arc::new(verifier)))
+}
 
 /// Runs the server until SIGINT or SIGTERM.
-pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("create data dir {}", args.data_dir.display()))?;
-    let db_path = args.data_dir.join("switchyard.db");
-    let store =
-        SqliteStore::open(&db_path).with_context(|| format!("open store {}", db_path.display()))?;
-    tracing::info!(path = %db_path.display(), "store opened (SQLite)");
-    let core = Core::new(Arc::new(store), &args.external_domain);
+    let store = crate::store::open_kind(
+        args.store,
+        args.database_url.as_deref(),
+        &args.data_dir,
+        args.group_commit,
+    )
+    .await?;
+    let mut core = Core::new(store, &args.external_domain);
+    if let Some(verifier) = jwt_verifier(&args.jwt).await? {
+        core = core.with_jwt(verifier);
+    }
 
     match core
         .bootstrap(&Bootstrap::default())
@@ -67,6 +103,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build_v1alpha()
         .context("build reflection v1alpha")?;
 
+    let probe = crate::ops::store_probe(core.clone());
     let routes = tonic::service::Routes::new(ManagementServiceServer::new(ManagementService::new(
         core.clone(),
     )))
@@ -75,44 +112,20 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha);
 
-    let options = GatewayOptions {
-        rest_prefixes: args.rest_prefixes.clone(),
+    let base = GatewayOptions {
+        rest_prefixes: args
+            .rest_prefixes
+            .iter()
+            .map(|(service, prefix)| (service.clone(), prefix.trim_end_matches('/').to_owned()))
+            .collect(),
+        openapi: true,
         ..GatewayOptions::default()
     };
+    let options = crate::ops::gateway_options(&args, base);
     let gateway = Gateway::new(switchyard_proto::descriptor_pool().clone(), options)
         .context("build the gateway's routes from the descriptors")?;
+    // The observer notes each call's method and code for the access log and the metrics.
+    let routes = switchyard_gateway::CallObserverLayer.layer(routes);
     let service = gateway.layer().layer(routes);
-
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listen on {}", args.listen))?;
-    let local = listener.local_addr()?;
-    // Tests and scripts wait for this line: it is printed once the socket accepts.
-    tracing::info!(addr = %local, "listening (gRPC, gRPC-Web, Connect, REST; HTTP/1.1 and h2c)");
-    switchyard_gateway::serve(listener, service, shutdown_signal()).await?;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
+    crate::ops::serve(&args, service, probe).await
 }

@@ -35,13 +35,41 @@ pub fn decode_request(
     body: &[u8],
     opts: &JsonOptions,
 ) -> Result<DynamicMessage, TranscodeError> {
+    decode_http_request(route_match, query, None, body, opts)
+}
+
+/// [`decode_request`] with the request's `content-type`, which a
+/// `google.api.HttpBody` body keeps: such a body (the whole request, or the
+/// `body` field) is taken as raw bytes rather than JSON.
+///
+/// # Errors
+///
+/// As [`decode_request`].
+pub fn decode_http_request(
+    route_match: &RouteMatch,
+    query: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+    opts: &JsonOptions,
+) -> Result<DynamicMessage, TranscodeError> {
     let route = route_match.route();
     let input = route.method().input();
     let mut msg = match route.body() {
+        BodySpec::Whole if is_http_body(&input) => http_body(input.clone(), content_type, body),
         BodySpec::Whole => json::parse_message(input.clone(), body, opts)?,
         BodySpec::Field(field) => {
             let mut msg = DynamicMessage::new(input.clone());
-            if let Some(value) = json::parse_field(&input, field, body, opts)? {
+            let raw = match field.kind() {
+                Kind::Message(m) if is_http_body(&m) && !field.is_list() => {
+                    Some(Value::Message(http_body(m, content_type, body)))
+                }
+                _ => None,
+            };
+            let value = match raw {
+                Some(v) => Some(v),
+                None => json::parse_field(&input, field, body, opts)?,
+            };
+            if let Some(value) = value {
                 msg.try_set_field(field, value)
                     .map_err(|e| TranscodeError::InvalidJson(serde::de::Error::custom(e)))?;
             }
@@ -66,7 +94,7 @@ pub fn decode_request(
             BodySpec::Field(f) => Some(f.clone()),
             _ => None,
         };
-        apply_query(&mut msg, &input, query, |path| {
+        apply_query(&mut msg, &input, query, opts, |path| {
             // Fields filled from the body or the path are not taken again.
             body_field.as_ref().is_some_and(|b| path.first() == Some(b))
                 || bound
@@ -81,12 +109,16 @@ fn apply_query(
     msg: &mut DynamicMessage,
     input: &MessageDescriptor,
     query: &str,
+    opts: &JsonOptions,
     is_bound: impl Fn(&[FieldDescriptor]) -> bool,
 ) -> Result<(), TranscodeError> {
     let mut seen = HashSet::new();
     for (name, value) in parse_query(query)? {
-        let path = resolve_field_path(input, &name)
-            .map_err(|_| TranscodeError::UnknownQueryParameter(name.clone()))?;
+        let path = match resolve_field_path(input, &name) {
+            Ok(path) => path,
+            _ if opts.ignore_unknown_query_parameters => continue,
+            _ => return Err(TranscodeError::UnknownQueryParameter(name)),
+        };
         if is_bound(&path) {
             continue;
         }
@@ -104,6 +136,22 @@ fn apply_query(
         set_value(msg, &path, &value, true).map_err(invalid)?;
     }
     Ok(())
+}
+
+/// Whether `desc` is `google.api.HttpBody`: raw bytes with a content type.
+pub fn is_http_body(desc: &MessageDescriptor) -> bool {
+    desc.full_name() == "google.api.HttpBody"
+}
+
+/// An `HttpBody` holding `body` and its content type.
+fn http_body(desc: MessageDescriptor, content_type: Option<&str>, body: &[u8]) -> DynamicMessage {
+    let mut msg = DynamicMessage::new(desc);
+    if let Some(ct) = content_type {
+        // Field 1: content_type; field 2: data (google/api/httpbody.proto).
+        let _ = msg.try_set_field_by_number(1, Value::String(ct.to_owned()));
+    }
+    let _ = msg.try_set_field_by_number(2, Value::Bytes(bytes::Bytes::copy_from_slice(body)));
+    msg
 }
 
 /// Splits `a=1&b=x%20y&c` into decoded pairs (`+` is a space, as in HTML

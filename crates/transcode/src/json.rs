@@ -30,6 +30,9 @@ pub struct JsonOptions {
     /// Ignore unknown fields in request bodies (default `true`); when `false`
     /// they are an `InvalidArgument` error.
     pub ignore_unknown_fields: bool,
+    /// Ignore query parameters that name no field (default `false`: they are
+    /// an `InvalidArgument` error, as in grpc-gateway).
+    pub ignore_unknown_query_parameters: bool,
 }
 
 impl Default for JsonOptions {
@@ -39,6 +42,7 @@ impl Default for JsonOptions {
             use_proto_field_names: false,
             use_enum_numbers: false,
             ignore_unknown_fields: true,
+            ignore_unknown_query_parameters: false,
         }
     }
 }
@@ -123,6 +127,58 @@ pub(crate) fn parse_field(
 /// [`TranscodeError::EncodeResponse`] when prost-reflect cannot render a
 /// value (e.g. an out-of-range Timestamp or an `Any` whose type is unknown).
 pub fn encode_response(
+    route: &Route,
+    message: &DynamicMessage,
+    opts: &JsonOptions,
+) -> Result<Vec<u8>, TranscodeError> {
+    encode_http_response(route, message, opts).map(|(_, body)| body)
+}
+
+/// Like [`encode_response`], with the content type: `application/json`, or
+/// the message's own when the response (or its `response_body` field) is a
+/// `google.api.HttpBody`, whose data is then the body as is.
+///
+/// # Errors
+///
+/// As [`encode_response`].
+pub fn encode_http_response(
+    route: &Route,
+    message: &DynamicMessage,
+    opts: &JsonOptions,
+) -> Result<(String, Vec<u8>), TranscodeError> {
+    let http_body = match route.response_body() {
+        None if crate::bind::is_http_body(&prost_reflect::ReflectMessage::descriptor(message)) => {
+            Some(message.clone())
+        }
+        Some(field) => match field.kind() {
+            Kind::Message(m) if crate::bind::is_http_body(&m) && !field.is_list() => Some(
+                message
+                    .get_field(field)
+                    .as_message()
+                    .cloned()
+                    .unwrap_or_else(|| DynamicMessage::new(m)),
+            ),
+            _ => None,
+        },
+        None => None,
+    };
+    if let Some(body) = http_body {
+        let content_type = body
+            .get_field_by_number(1)
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .filter(|ct| !ct.is_empty())
+            .unwrap_or_else(|| "application/octet-stream".to_owned());
+        let data = body
+            .get_field_by_number(2)
+            .and_then(|v| v.as_bytes().map(|b| b.to_vec()))
+            .unwrap_or_default();
+        return Ok((content_type, data));
+    }
+    let body = encode_body(route, message, opts)?;
+    Ok(("application/json".to_owned(), body))
+}
+
+fn encode_body(
     route: &Route,
     message: &DynamicMessage,
     opts: &JsonOptions,

@@ -10,6 +10,7 @@
 //! - [`bind`] and [`json`]: building the request message from body, path and
 //!   query ([`decode_request`]), and rendering the response
 //!   ([`encode_response`]) per the proto3 JSON mapping ([`JsonOptions`]);
+//! - [`openapi`]: the OpenAPI 3.1 document of a route table;
 //! - [`status`]: the one gRPC code ⇄ HTTP status table (REST and Connect) and
 //!   the REST error body.
 //!
@@ -28,6 +29,7 @@
 pub mod bind;
 pub mod error;
 pub mod json;
+pub mod openapi;
 pub mod path_template;
 pub mod route_table;
 pub mod status;
@@ -35,9 +37,9 @@ pub mod status;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub use bind::decode_request;
+pub use bind::{decode_http_request, decode_request};
 pub use error::TranscodeError;
-pub use json::{JsonOptions, encode_response};
+pub use json::{JsonOptions, encode_http_response, encode_response};
 pub use path_template::{PathBinding, PathTemplate, PathTemplateError, PathTemplateErrorKind};
 pub use route_table::{
     BodySpec, Route, RouteError, RouteMatch, RouteTable, RouteTableBuilder, RouteTableError,

@@ -4,9 +4,11 @@
 //! [`RouteTableBuilder`] reads the `google.api.http` option of every method
 //! (main pattern plus `additional_bindings`), applies the per-service path
 //! prefix from configuration, validates field references, and freezes the
-//! result into an immutable [`RouteTable`]. [`RouteTable::find`] picks the most
-//! specific matching template (literals over variables over `**`),
-//! independent of declaration order. Building the request message is left to
+//! result into an immutable [`RouteTable`]. Two rules with the same HTTP
+//! method and the same template shape (variable names aside) are refused,
+//! naming both methods. [`RouteTable::find`] picks the most specific matching
+//! template (literals over variables over `**`), independent of declaration
+//! order; a segment trie keeps the lookup nearly flat in the number of routes. Building the request message is left to
 //! [`crate::bind`]; rendering the response to [`crate::json`].
 
 use std::cmp::Ordering;
@@ -17,7 +19,7 @@ use prost::Message as _;
 use prost_reflect::{DescriptorPool, FieldDescriptor, MethodDescriptor};
 
 use crate::bind::{is_bindable_leaf, resolve_field_path};
-use crate::path_template::{PathBinding, PathTemplate, PathTemplateError, Segment};
+use crate::path_template::{PathBinding, PathTemplate, PathTemplateError, Segment, percent_decode};
 
 /// Where the request body goes (`HttpRule.body`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +131,18 @@ pub enum RouteTableError {
         /// What is wrong.
         reason: String,
     },
+    /// Two rules bind the same HTTP method and template shape.
+    #[error("conflicting rules: {http_method} {template} is bound by both {first} and {second}")]
+    Conflict {
+        /// The HTTP method both rules use.
+        http_method: String,
+        /// The template of the second rule, prefix included.
+        template: String,
+        /// Full name of the method declared first.
+        first: String,
+        /// Full name of the method declared second.
+        second: String,
+    },
     /// A configured prefix does not start with `/`.
     #[error("service '{service}': path prefix '{prefix}' must start with '/'")]
     InvalidPrefix {
@@ -190,7 +204,8 @@ impl RouteTableBuilder {
                 });
             }
         }
-        let mut routes = Vec::new();
+        let mut routes: Vec<Arc<Route>> = Vec::new();
+        let mut shapes: HashMap<(http::Method, String), String> = HashMap::new();
         for service in self.pool.services() {
             let prefix = self
                 .prefixes
@@ -204,16 +219,32 @@ impl RouteTableBuilder {
                 let mut rules = vec![&rule];
                 rules.extend(rule.additional_bindings.iter());
                 for r in rules {
-                    routes.push(Arc::new(build_route(&method, r, prefix)?));
+                    let route = build_route(&method, r, prefix)?;
+                    let key = (route.http_method.clone(), shape(&route.template));
+                    if let Some(first) = shapes.get(&key) {
+                        return Err(RouteTableError::Conflict {
+                            http_method: route.http_method.to_string(),
+                            template: route.template.to_string(),
+                            first: first.clone(),
+                            second: method.full_name().to_owned(),
+                        });
+                    }
+                    shapes.insert(key, method.full_name().to_owned());
+                    routes.push(Arc::new(route));
                 }
             }
         }
         // Most specific first; the sort is stable, so equal templates keep
         // declaration order.
         routes.sort_by(|a, b| specificity_cmp(&b.template, &a.template));
+        let mut trie = TrieNode::default();
+        for (index, route) in routes.iter().enumerate() {
+            trie.insert(route.template.segments(), index);
+        }
         Ok(RouteTable {
             pool: self.pool,
             routes,
+            trie,
         })
     }
 }
@@ -223,6 +254,7 @@ impl RouteTableBuilder {
 pub struct RouteTable {
     pool: DescriptorPool,
     routes: Vec<Arc<Route>>,
+    trie: TrieNode,
 }
 
 impl RouteTable {
@@ -247,7 +279,10 @@ impl RouteTable {
     pub fn find(&self, method: &http::Method, path: &str) -> Result<RouteMatch, RouteError> {
         let path = path.split_once('?').map_or(path, |(p, _)| p);
         let mut allowed: Vec<http::Method> = Vec::new();
-        for route in &self.routes {
+        for index in self.candidates(path) {
+            let Some(route) = self.routes.get(index) else {
+                continue;
+            };
             let Some(bindings) = route.template.match_path(path) else {
                 continue;
             };
@@ -267,6 +302,101 @@ impl RouteTable {
             Err(RouteError::MethodNotAllowed { allowed })
         }
     }
+}
+
+impl RouteTable {
+    /// Indices of the routes whose segment shape fits `path`, most specific
+    /// first. The templates still decide (verbs, percent-decoding).
+    fn candidates(&self, path: &str) -> Vec<usize> {
+        let Some(rest) = path.strip_prefix('/') else {
+            return Vec::new();
+        };
+        let decoded: Vec<String> = rest
+            .split('/')
+            .map(|part| percent_decode(part, false).unwrap_or_else(|| part.to_owned()))
+            .collect();
+        let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
+        let mut out = Vec::new();
+        self.trie.collect(&parts, &mut out);
+        // A custom verb rides on the last segment: `/v1/books/7:archive`.
+        if let Some((last, init)) = parts.split_last()
+            && let Some((stem, _verb)) = last.rsplit_once(':')
+        {
+            let mut stripped = init.to_vec();
+            stripped.push(stem);
+            self.trie.collect(&stripped, &mut out);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// A segment trie over the templates: literal children by (decoded) text, one
+/// child for `*`, one for `**`; each node lists the routes ending there.
+#[derive(Debug, Clone, Default)]
+struct TrieNode {
+    literals: HashMap<String, TrieNode>,
+    wildcard: Option<Box<TrieNode>>,
+    deep: Option<Box<TrieNode>>,
+    routes: Vec<usize>,
+}
+
+impl TrieNode {
+    fn insert(&mut self, segments: &[Segment], index: usize) {
+        let Some((first, rest)) = segments.split_first() else {
+            self.routes.push(index);
+            return;
+        };
+        let child = match first {
+            Segment::Literal(lit) => self.literals.entry(lit.clone()).or_default(),
+            Segment::Wildcard => self.wildcard.get_or_insert_with(Box::default),
+            Segment::DeepWildcard => self.deep.get_or_insert_with(Box::default),
+        };
+        child.insert(rest, index);
+    }
+
+    fn collect(&self, parts: &[&str], out: &mut Vec<usize>) {
+        if let Some(deep) = &self.deep {
+            // `**` takes zero or more segments; at most one per template.
+            for skip in 0..=parts.len() {
+                if let Some(rest) = parts.get(skip..) {
+                    deep.collect(rest, out);
+                }
+            }
+        }
+        let Some((first, rest)) = parts.split_first() else {
+            out.extend_from_slice(&self.routes);
+            return;
+        };
+        if let Some(child) = self.literals.get(*first) {
+            child.collect(rest, out);
+        }
+        if let Some(child) = &self.wildcard
+            && !first.is_empty()
+        {
+            child.collect(rest, out);
+        }
+    }
+}
+
+/// The template with variable names erased: two rules with the same shape and
+/// HTTP method can never be told apart.
+fn shape(template: &PathTemplate) -> String {
+    let mut out = String::new();
+    for seg in template.segments() {
+        out.push('/');
+        match seg {
+            Segment::Literal(lit) => out.push_str(lit),
+            Segment::Wildcard => out.push('*'),
+            Segment::DeepWildcard => out.push_str("**"),
+        }
+    }
+    if let Some(verb) = template.verb() {
+        out.push(':');
+        out.push_str(verb);
+    }
+    out
 }
 
 /// Orders templates by specificity: segment by segment, a literal beats a

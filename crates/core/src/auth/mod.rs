@@ -1,6 +1,7 @@
 //! Authentication (personal access tokens in `Authorization: Bearer`) and authorization
 //! (roles in the instance or an org, and the permissions they grant).
 
+pub mod jwt;
 pub mod password;
 
 use subtle::ConstantTimeEq;
@@ -67,6 +68,7 @@ fn unauthenticated(message: &str) -> DomainError {
 /// who is not active; INTERNAL if the store fails.
 pub async fn authenticate(
     store: &dyn EventStore,
+    jwt: Option<&jwt::JwtVerifier>,
     authorization: Option<&str>,
     now_us: i64,
 ) -> Result<Caller, DomainError> {
@@ -77,22 +79,12 @@ pub async fn authenticate(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| unauthenticated("invalid auth header: expected 'Bearer <token>'"))?;
-    let hash = hash_secret(token);
-    let stored = store
-        .token_by_hash(&hash)
-        .await
-        .map_err(|e| crate::command::store_error(e))?
-        .ok_or_else(|| unauthenticated("Token is invalid"))?;
-    // The lookup was by hash already; compare again in constant time so that timing never
-    // depends on how much of a guessed hash matched an index entry.
-    if !bool::from(stored.hash.ct_eq(&hash)) {
-        return Err(unauthenticated("Token is invalid"));
-    }
-    if stored.expiration_us.is_some_and(|exp| exp <= now_us) {
-        return Err(unauthenticated("Token is expired"));
-    }
+    let user_id = match jwt {
+        Some(verifier) if jwt::looks_like_jwt(token) => verifier.verify(token).await?,
+        _ => personal_access_token_user(store, token, now_us).await?,
+    };
     let user = store
-        .user(&stored.user_id)
+        .user(&user_id)
         .await
         .map_err(crate::command::store_error)?
         .ok_or_else(|| unauthenticated("Token is invalid"))?;
@@ -108,6 +100,29 @@ pub async fn authenticate(
         org_id: user.resource_owner,
         memberships,
     })
+}
+
+/// The user a personal access token belongs to, if the token is known and not expired.
+async fn personal_access_token_user(
+    store: &dyn EventStore,
+    token: &str,
+    now_us: i64,
+) -> Result<String, DomainError> {
+    let hash = hash_secret(token);
+    let stored = store
+        .token_by_hash(&hash)
+        .await
+        .map_err(|e| crate::command::store_error(e))?
+        .ok_or_else(|| unauthenticated("Token is invalid"))?;
+    // The lookup was by hash already; compare again in constant time so that timing never
+    // depends on how much of a guessed hash matched an index entry.
+    if !bool::from(stored.hash.ct_eq(&hash)) {
+        return Err(unauthenticated("Token is invalid"));
+    }
+    if stored.expiration_us.is_some_and(|exp| exp <= now_us) {
+        return Err(unauthenticated("Token is expired"));
+    }
+    Ok(stored.user_id)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! Each write loads projections, decides with the domain, and commits events and projection rows
 //! in one transaction; a lost optimistic-concurrency race re-reads and decides again.
 
+mod access;
 mod bootstrap;
 mod org;
 mod user;
@@ -9,6 +10,7 @@ mod user;
 use std::future::Future;
 use std::sync::Arc;
 
+pub use access::{IssuedToken, MemberChange, NewMachine};
 pub use bootstrap::{Bootstrap, BootstrapResult};
 pub use org::OrgContext;
 pub use user::{NewHuman, PasswordInput, UserScope, read_details};
@@ -39,6 +41,7 @@ pub struct Core {
     store: Arc<dyn EventStore>,
     ids: Arc<IdGenerator>,
     external_domain: Arc<str>,
+    jwt: Option<Arc<crate::auth::jwt::JwtVerifier>>,
 }
 
 impl Core {
@@ -48,7 +51,14 @@ impl Core {
             store,
             ids: Arc::new(IdGenerator::new()),
             external_domain: external_domain.into(),
+            jwt: None,
         }
+    }
+
+    /// Also accepts JWT access tokens that `verifier` validates (`sub` is the user id).
+    pub fn with_jwt(mut self, verifier: Arc<crate::auth::jwt::JwtVerifier>) -> Self {
+        self.jwt = Some(verifier);
+        self
     }
 
     /// The store, for reads the services do directly.
@@ -64,7 +74,13 @@ impl Core {
         &self,
         authorization: Option<&str>,
     ) -> Result<crate::auth::Caller, DomainError> {
-        crate::auth::authenticate(self.store(), authorization, crate::domain::now_us()).await
+        crate::auth::authenticate(
+            self.store(),
+            self.jwt.as_deref(),
+            authorization,
+            crate::domain::now_us(),
+        )
+        .await
     }
 }
 

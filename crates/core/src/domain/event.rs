@@ -32,6 +32,10 @@ pub enum EventType {
     OrgAdded,
     /// `org.member.added`.
     OrgMemberAdded,
+    /// `org.member.changed`.
+    OrgMemberChanged,
+    /// `org.member.removed`.
+    OrgMemberRemoved,
     /// `instance.member.added`.
     InstanceMemberAdded,
     /// `user.human.added`.
@@ -50,6 +54,8 @@ pub enum EventType {
     UserRemoved,
     /// `user.personal.access.token.added`.
     PersonalAccessTokenAdded,
+    /// `user.personal.access.token.removed`.
+    PersonalAccessTokenRemoved,
 }
 
 impl EventType {
@@ -58,6 +64,8 @@ impl EventType {
         match self {
             Self::OrgAdded => "org.added",
             Self::OrgMemberAdded => "org.member.added",
+            Self::OrgMemberChanged => "org.member.changed",
+            Self::OrgMemberRemoved => "org.member.removed",
             Self::InstanceMemberAdded => "instance.member.added",
             Self::HumanAdded => "user.human.added",
             Self::MachineAdded => "user.machine.added",
@@ -67,6 +75,7 @@ impl EventType {
             Self::UserUnlocked => "user.unlocked",
             Self::UserRemoved => "user.removed",
             Self::PersonalAccessTokenAdded => "user.personal.access.token.added",
+            Self::PersonalAccessTokenRemoved => "user.personal.access.token.removed",
         }
     }
 

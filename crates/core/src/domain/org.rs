@@ -50,6 +50,12 @@ pub enum Permission {
     OrgRead,
     /// `org.create`.
     OrgCreate,
+    /// `org.member.read`.
+    OrgMemberRead,
+    /// `org.member.write`.
+    OrgMemberWrite,
+    /// `org.member.delete`.
+    OrgMemberDelete,
 }
 
 impl Permission {
@@ -61,6 +67,9 @@ impl Permission {
             Self::UserDelete => "user.delete",
             Self::OrgRead => "org.read",
             Self::OrgCreate => "org.create",
+            Self::OrgMemberRead => "org.member.read",
+            Self::OrgMemberWrite => "org.member.write",
+            Self::OrgMemberDelete => "org.member.delete",
         }
     }
 }
@@ -71,14 +80,27 @@ pub fn role_grants(role: &str, permission: Permission) -> bool {
     match role {
         // Instance owners and org managers may do everything we serve.
         "IAM_OWNER" | "IAM_ORG_MANAGER" => true,
-        "IAM_USER_MANAGER" => matches!(permission, UserRead | UserWrite | UserDelete | OrgRead),
+        "IAM_USER_MANAGER" => {
+            matches!(
+                permission,
+                UserRead | UserWrite | UserDelete | OrgRead | OrgMemberRead
+            )
+        }
         "ORG_OWNER" => true,
-        "ORG_USER_MANAGER" => matches!(permission, UserRead | UserWrite | UserDelete | OrgRead),
+        "ORG_USER_MANAGER" => {
+            matches!(
+                permission,
+                UserRead | UserWrite | UserDelete | OrgRead | OrgMemberRead
+            )
+        }
         // Read-only owner view.
-        "ORG_OWNER_VIEWER" => matches!(permission, UserRead | OrgRead),
+        "ORG_OWNER_VIEWER" => matches!(permission, UserRead | OrgRead | OrgMemberRead),
         _ => false,
     }
 }
+
+/// The org roles ZITADEL defines by default; a membership may hold only these.
+pub const ORG_ROLES: [&str; 3] = ["ORG_OWNER", "ORG_USER_MANAGER", "ORG_OWNER_VIEWER"];
 
 /// The primary domain of an org named `name` under `external_domain`: lower case, runs of
 /// characters other than letters and digits become one `-` (as ZITADEL derives org domains).

@@ -18,6 +18,22 @@ pub(crate) fn timestamp(us: i64) -> prost_types::Timestamp {
     }
 }
 
+/// `google.protobuf.Timestamp` → µs since the epoch.
+///
+/// # Errors
+/// INVALID_ARGUMENT for nanos outside 0..1e9 or a time beyond what µs in an i64 hold.
+pub(crate) fn timestamp_us(ts: &prost_types::Timestamp) -> Result<i64, Status> {
+    if !(0..1_000_000_000).contains(&ts.nanos) {
+        return Err(Status::invalid_argument(
+            "timestamp nanos must be in 0..1e9",
+        ));
+    }
+    ts.seconds
+        .checked_mul(1_000_000)
+        .and_then(|us| us.checked_add(i64::from(ts.nanos) / 1_000))
+        .ok_or_else(|| Status::invalid_argument("timestamp out of range"))
+}
+
 pub(crate) fn details_v1(d: &Details) -> zv1::ObjectDetails {
     zv1::ObjectDetails {
         sequence: d.sequence,
@@ -97,12 +113,18 @@ fn state_from_v2(value: i32) -> Result<Option<UserState>, Status> {
     })
 }
 
-/// Login names under the instance-wide unique user names of ZITADEL's default domain policy.
-fn login_names(user: &User) -> Vec<String> {
-    vec![user.username.clone()]
+/// A user's login names: `<user name>@<org domain>`, as ZITADEL forms them; a user name that
+/// is already an email address (contains `@`) is its own login name.
+fn login_names(user: &User, org_domain: &str) -> Vec<String> {
+    if user.username.contains('@') || org_domain.is_empty() {
+        vec![user.username.clone()]
+    } else {
+        vec![format!("{}@{org_domain}", user.username)]
+    }
 }
 
-pub(crate) fn user_v1(user: &User) -> user_v1::User {
+pub(crate) fn user_v1(user: &User, org_domain: &str) -> user_v1::User {
+    let login_names = login_names(user, org_domain);
     let details = crate::command::read_details(user);
     let kind = match &user.kind {
         UserKind::Human(h) => user_v1::user::Type::Human(user_v1::Human {
@@ -137,21 +159,22 @@ pub(crate) fn user_v1(user: &User) -> user_v1::User {
         details: Some(details_v1(&details)),
         state: state_v1(user.state) as i32,
         user_name: user.username.clone(),
-        login_names: login_names(user),
-        preferred_login_name: user.username.clone(),
+        preferred_login_name: login_names[0].clone(),
+        login_names,
         r#type: Some(kind),
     }
 }
 
-pub(crate) fn user_v2(user: &User) -> user_v2::User {
+pub(crate) fn user_v2(user: &User, org_domain: &str) -> user_v2::User {
+    let login_names = login_names(user, org_domain);
     let details = crate::command::read_details(user);
     let kind = match &user.kind {
         UserKind::Human(h) => user_v2::user::Type::Human(user_v2::HumanUser {
             user_id: user.id.clone(),
             state: state_v2(user.state) as i32,
             username: user.username.clone(),
-            login_names: login_names(user),
-            preferred_login_name: user.username.clone(),
+            login_names: login_names.clone(),
+            preferred_login_name: login_names[0].clone(),
             profile: Some(user_v2::HumanProfile {
                 given_name: h.first_name.clone(),
                 family_name: h.last_name.clone(),
@@ -185,8 +208,8 @@ pub(crate) fn user_v2(user: &User) -> user_v2::User {
         details: Some(details_v2(&details)),
         state: state_v2(user.state) as i32,
         username: user.username.clone(),
-        login_names: login_names(user),
-        preferred_login_name: user.username.clone(),
+        preferred_login_name: login_names[0].clone(),
+        login_names,
         r#type: Some(kind),
     }
 }

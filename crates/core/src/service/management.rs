@@ -2,18 +2,23 @@
 //! (`x-zitadel-orgid`, default the caller's org), whose permission is checked before the
 //! handler runs, as ZITADEL's `auth_option` does.
 
+use switchyard_proto::zitadel::change::v1 as change_v1;
 use switchyard_proto::zitadel::management::v1 as pb;
 use switchyard_proto::zitadel::management::v1::management_service_server::ManagementService as Api;
+use switchyard_proto::zitadel::member::v1 as member_v1;
 use switchyard_proto::zitadel::org::v1 as org_v1;
+use switchyard_proto::zitadel::user::v1 as user_v1;
 use switchyard_proto::zitadel::v1 as zv1;
 use tonic::{Request, Response, Status};
 
-use super::convert::{details_v1, filter_v1, sort, timestamp, user_v1};
-use super::{caller, invalid_field, observe, org_header};
+use super::convert::{details_v1, filter_v1, sort, timestamp, timestamp_us, user_v1};
+use super::{caller, invalid_field, observe, org_domains, org_header};
 use crate::auth::Caller;
-use crate::command::{Core, Details, NewHuman, OrgContext, PasswordInput, UserScope};
+use crate::command::{
+    Core, Details, MemberChange, NewHuman, NewMachine, OrgContext, PasswordInput, UserScope,
+};
 use crate::domain::org::Permission;
-use crate::domain::user::{Human, LifecycleCommand};
+use crate::domain::user::{Human, LifecycleCommand, UserKind};
 use crate::store::UserQuery;
 
 /// The v1 management service over a [`Core`].
@@ -83,6 +88,25 @@ fn human_from(
         phone_verified,
         ..Human::default()
     })
+}
+
+/// Whether `value` matches `query` under a `TextQueryMethod`.
+fn text_matches(value: &str, query: &str, method: i32) -> bool {
+    use crate::store::TextMethod;
+    let Ok(m) = super::convert::text_match(query, method) else {
+        return false;
+    };
+    let (value, query) = if m.ignore_case {
+        (value.to_lowercase(), m.value.to_lowercase())
+    } else {
+        (value.to_owned(), m.value)
+    };
+    match m.method {
+        TextMethod::Equals => value == query,
+        TextMethod::StartsWith => value.starts_with(&query),
+        TextMethod::Contains => value.contains(&query),
+        TextMethod::EndsWith => value.ends_with(&query),
+    }
 }
 
 fn require_user_name(message: &str, user_name: &str) -> Result<(), Status> {
@@ -160,8 +184,9 @@ impl Api for ManagementService {
                     .core
                     .get_user(&caller, UserScope::V1(&ctx), &request.get_ref().id)
                     .await?;
+                let domain = ctx.org.primary_domain.clone();
                 Ok(pb::GetUserByIdResponse {
-                    user: Some(user_v1(&user)),
+                    user: Some(user_v1(&user, &domain)),
                 })
             },
         )
@@ -191,6 +216,7 @@ impl Api for ManagementService {
                 .core
                 .list_users(&caller, UserScope::V1(&ctx), query)
                 .await?;
+            let domains = org_domains(&self.core, &page.users).await?;
             Ok(pb::ListUsersResponse {
                 details: Some(zv1::ListDetails {
                     total_result: page.total,
@@ -198,7 +224,11 @@ impl Api for ManagementService {
                     view_timestamp: Some(timestamp(crate::domain::now_us())),
                 }),
                 sorting_column: req.sorting_column,
-                result: page.users.iter().map(user_v1).collect(),
+                result: page
+                    .users
+                    .iter()
+                    .map(|u| user_v1(u, domains.get(&u.resource_owner).map_or("", String::as_str)))
+                    .collect(),
             })
         })
         .await
@@ -371,6 +401,333 @@ impl Api for ManagementService {
                     .lifecycle(request, LifecycleCommand::Remove, Permission::UserDelete)
                     .await?;
                 Ok(pb::RemoveUserResponse {
+                    details: Some(details_v1(&details)),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn list_user_changes(
+        &self,
+        request: Request<pb::ListUserChangesRequest>,
+    ) -> Result<Response<pb::ListUserChangesResponse>, Status> {
+        observe(
+            "zitadel.management.v1.ManagementService/ListUserChanges",
+            async {
+                let (_, ctx) = self.context(&request, Permission::UserRead).await?;
+                let req = request.get_ref();
+                let query = req.query.clone().unwrap_or_default();
+                let events = self
+                    .core
+                    .user_changes(&ctx, &req.user_id, query.sequence, query.limit, query.asc)
+                    .await?;
+                let mut editors = std::collections::HashMap::new();
+                let mut result = Vec::with_capacity(events.len());
+                for event in events {
+                    if !editors.contains_key(&event.creator) {
+                        let editor = self
+                            .core
+                            .store()
+                            .user(&event.creator)
+                            .await
+                            .map_err(crate::command::store_error)?;
+                        editors.insert(event.creator.clone(), editor);
+                    }
+                    let editor = editors.get(&event.creator).and_then(Option::as_ref);
+                    result.push(change_v1::Change {
+                        change_date: Some(timestamp(event.created_us)),
+                        event_type: Some(zv1::LocalizedMessage {
+                            key: format!("EventTypes.{}", event.event_type),
+                            localized_message: event.event_type.clone(),
+                        }),
+                        sequence: event.sequence,
+                        editor_id: event.creator.clone(),
+                        editor_display_name: editor
+                            .map(|u| u.display_name().to_owned())
+                            .unwrap_or_default(),
+                        resource_owner_id: event.resource_owner.clone(),
+                        editor_preferred_login_name: editor
+                            .map(|u| u.username.clone())
+                            .unwrap_or_default(),
+                        editor_avatar_url: String::new(),
+                    });
+                }
+                Ok(pb::ListUserChangesResponse { result })
+            },
+        )
+        .await
+    }
+
+    async fn add_machine_user(
+        &self,
+        request: Request<pb::AddMachineUserRequest>,
+    ) -> Result<Response<pb::AddMachineUserResponse>, Status> {
+        observe(
+            "zitadel.management.v1.ManagementService/AddMachineUser",
+            async {
+                let (caller, ctx) = self.context(&request, Permission::UserWrite).await?;
+                let req = request.into_inner();
+                require_user_name("AddMachineUserRequest", &req.user_name)?;
+                if !(1..=200).contains(&req.name.trim().chars().count()) {
+                    return Err(invalid_field(
+                        "AddMachineUserRequest",
+                        "Name",
+                        "value length must be between 1 and 200 runes, inclusive",
+                    ));
+                }
+                let new = NewMachine {
+                    user_id: req.user_id,
+                    username: req.user_name,
+                    name: req.name,
+                    description: req.description,
+                    access_token_type: req.access_token_type,
+                };
+                let (user, details) = self.core.add_machine(&caller, &ctx, new).await?;
+                Ok(pb::AddMachineUserResponse {
+                    user_id: user.id,
+                    details: Some(details_v1(&details)),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn list_personal_access_tokens(
+        &self,
+        request: Request<pb::ListPersonalAccessTokensRequest>,
+    ) -> Result<Response<pb::ListPersonalAccessTokensResponse>, Status> {
+        observe(
+            "zitadel.management.v1.ManagementService/ListPersonalAccessTokens",
+            async {
+                let (_, ctx) = self.context(&request, Permission::UserRead).await?;
+                let req = request.get_ref();
+                let tokens = self.core.personal_access_tokens(&ctx, &req.user_id).await?;
+                let list = req.query.clone().unwrap_or_default();
+                let total = tokens.len() as u64;
+                let limit = if list.limit == 0 {
+                    usize::MAX
+                } else {
+                    list.limit as usize
+                };
+                let result = tokens
+                    .iter()
+                    .skip(usize::try_from(list.offset).unwrap_or(usize::MAX))
+                    .take(limit)
+                    .map(|t| user_v1::PersonalAccessToken {
+                        id: t.id.clone(),
+                        details: Some(details_v1(&Details {
+                            sequence: 0,
+                            created_us: t.created_us,
+                            changed_us: t.created_us,
+                            resource_owner: t.resource_owner.clone(),
+                        })),
+                        expiration_date: t.expiration_us.map(timestamp),
+                        scopes: vec!["openid".to_owned()],
+                    })
+                    .collect();
+                Ok(pb::ListPersonalAccessTokensResponse {
+                    details: Some(zv1::ListDetails {
+                        total_result: total,
+                        processed_sequence: 0,
+                        view_timestamp: Some(timestamp(crate::domain::now_us())),
+                    }),
+                    result,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn add_personal_access_token(
+        &self,
+        request: Request<pb::AddPersonalAccessTokenRequest>,
+    ) -> Result<Response<pb::AddPersonalAccessTokenResponse>, Status> {
+        observe(
+            "zitadel.management.v1.ManagementService/AddPersonalAccessToken",
+            async {
+                let (caller, ctx) = self.context(&request, Permission::UserWrite).await?;
+                let req = request.get_ref();
+                let expiration = req.expiration_date.as_ref().map(timestamp_us).transpose()?;
+                let issued = self
+                    .core
+                    .add_personal_access_token(&caller, &ctx, &req.user_id, expiration)
+                    .await?;
+                Ok(pb::AddPersonalAccessTokenResponse {
+                    token_id: issued.token.id,
+                    token: issued.secret,
+                    details: Some(details_v1(&issued.details)),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn remove_personal_access_token(
+        &self,
+        request: Request<pb::RemovePersonalAccessTokenRequest>,
+    ) -> Result<Response<pb::RemovePersonalAccessTokenResponse>, Status> {
+        observe(
+            "zitadel.management.v1.ManagementService/RemovePersonalAccessToken",
+            async {
+                let (caller, ctx) = self.context(&request, Permission::UserWrite).await?;
+                let req = request.get_ref();
+                let details = self
+                    .core
+                    .remove_personal_access_token(&caller, &ctx, &req.user_id, &req.token_id)
+                    .await?;
+                Ok(pb::RemovePersonalAccessTokenResponse {
+                    details: Some(details_v1(&details)),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn list_org_members(
+        &self,
+        request: Request<pb::ListOrgMembersRequest>,
+    ) -> Result<Response<pb::ListOrgMembersResponse>, Status> {
+        observe(
+            "zitadel.management.v1.ManagementService/ListOrgMembers",
+            async {
+                use switchyard_proto::zitadel::member::v1::search_query::Query;
+                let (_, ctx) = self.context(&request, Permission::OrgMemberRead).await?;
+                let req = request.get_ref();
+                let members = self.core.org_members(&ctx).await?;
+                let mut result = Vec::new();
+                for (member, user) in members {
+                    let human = user.as_ref().and_then(|u| match &u.kind {
+                        UserKind::Human(h) => Some(h),
+                        UserKind::Machine(_) => None,
+                    });
+                    let item = member_v1::Member {
+                        user_id: member.user_id.clone(),
+                        details: Some(details_v1(&Details {
+                            sequence: ctx.org.sequence,
+                            created_us: ctx.org.created_us,
+                            changed_us: ctx.org.changed_us,
+                            resource_owner: ctx.org.id.clone(),
+                        })),
+                        roles: member.roles.clone(),
+                        preferred_login_name: user
+                            .as_ref()
+                            .map(|u| u.username.clone())
+                            .unwrap_or_default(),
+                        email: human.map(|h| h.email.clone()).unwrap_or_default(),
+                        first_name: human.map(|h| h.first_name.clone()).unwrap_or_default(),
+                        last_name: human.map(|h| h.last_name.clone()).unwrap_or_default(),
+                        display_name: user
+                            .as_ref()
+                            .map(|u| u.display_name().to_owned())
+                            .unwrap_or_default(),
+                        avatar_url: String::new(),
+                        user_type: match user.as_ref().map(|u| &u.kind) {
+                            Some(UserKind::Human(_)) => user_v1::Type::Human as i32,
+                            Some(UserKind::Machine(_)) => user_v1::Type::Machine as i32,
+                            None => user_v1::Type::Unspecified as i32,
+                        },
+                        user_resource_owner: user
+                            .as_ref()
+                            .map(|u| u.resource_owner.clone())
+                            .unwrap_or_default(),
+                    };
+                    let keep = req.queries.iter().all(|q| match &q.query {
+                        Some(Query::UserIdQuery(x)) => item.user_id == x.user_id,
+                        Some(Query::EmailQuery(x)) => text_matches(&item.email, &x.email, x.method),
+                        Some(Query::FirstNameQuery(x)) => {
+                            text_matches(&item.first_name, &x.first_name, x.method)
+                        }
+                        Some(Query::LastNameQuery(x)) => {
+                            text_matches(&item.last_name, &x.last_name, x.method)
+                        }
+                        None => true,
+                    });
+                    if keep {
+                        result.push(item);
+                    }
+                }
+                let total = result.len() as u64;
+                let list = req.query.clone().unwrap_or_default();
+                let limit = if list.limit == 0 {
+                    usize::MAX
+                } else {
+                    list.limit as usize
+                };
+                let result = result
+                    .into_iter()
+                    .skip(usize::try_from(list.offset).unwrap_or(usize::MAX))
+                    .take(limit)
+                    .collect();
+                Ok(pb::ListOrgMembersResponse {
+                    details: Some(zv1::ListDetails {
+                        total_result: total,
+                        processed_sequence: ctx.org.sequence,
+                        view_timestamp: Some(timestamp(crate::domain::now_us())),
+                    }),
+                    result,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn add_org_member(
+        &self,
+        request: Request<pb::AddOrgMemberRequest>,
+    ) -> Result<Response<pb::AddOrgMemberResponse>, Status> {
+        observe(
+            "zitadel.management.v1.ManagementService/AddOrgMember",
+            async {
+                let (caller, ctx) = self.context(&request, Permission::OrgMemberWrite).await?;
+                let req = request.into_inner();
+                let details = self
+                    .core
+                    .set_org_member(&caller, &ctx, &req.user_id, MemberChange::Add(req.roles))
+                    .await?;
+                Ok(pb::AddOrgMemberResponse {
+                    details: Some(details_v1(&details)),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn update_org_member(
+        &self,
+        request: Request<pb::UpdateOrgMemberRequest>,
+    ) -> Result<Response<pb::UpdateOrgMemberResponse>, Status> {
+        observe(
+            "zitadel.management.v1.ManagementService/UpdateOrgMember",
+            async {
+                let (caller, ctx) = self.context(&request, Permission::OrgMemberWrite).await?;
+                let req = request.into_inner();
+                let details = self
+                    .core
+                    .set_org_member(&caller, &ctx, &req.user_id, MemberChange::Update(req.roles))
+                    .await?;
+                Ok(pb::UpdateOrgMemberResponse {
+                    details: Some(details_v1(&details)),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn remove_org_member(
+        &self,
+        request: Request<pb::RemoveOrgMemberRequest>,
+    ) -> Result<Response<pb::RemoveOrgMemberResponse>, Status> {
+        observe(
+            "zitadel.management.v1.ManagementService/RemoveOrgMember",
+            async {
+                let (caller, ctx) = self.context(&request, Permission::OrgMemberDelete).await?;
+                let req = request.into_inner();
+                let details = self
+                    .core
+                    .set_org_member(&caller, &ctx, &req.user_id, MemberChange::Remove)
+                    .await?;
+                Ok(pb::RemoveOrgMemberResponse {
                     details: Some(details_v1(&details)),
                 })
             },

@@ -96,6 +96,28 @@ fn org_header<T>(request: &tonic::Request<T>) -> Result<Option<String>, Status> 
     }
 }
 
+/// The primary domains of the orgs owning `users`, by org id, for their login names.
+async fn org_domains<'a>(
+    core: &Core,
+    users: impl IntoIterator<Item = &'a crate::domain::user::User>,
+) -> Result<std::collections::HashMap<String, String>, Status> {
+    let mut domains = std::collections::HashMap::new();
+    for user in users {
+        if !domains.contains_key(&user.resource_owner) {
+            let org = core
+                .store()
+                .org(&user.resource_owner)
+                .await
+                .map_err(crate::command::store_error)?;
+            domains.insert(
+                user.resource_owner.clone(),
+                org.map(|o| o.primary_domain).unwrap_or_default(),
+            );
+        }
+    }
+    Ok(domains)
+}
+
 /// Runs one handler and logs its outcome once: method, gRPC code, duration.
 async fn observe<T, F>(method: &'static str, handler: F) -> Result<tonic::Response<T>, Status>
 where

@@ -7,7 +7,7 @@ use switchyard_proto::zitadel::user::v2::user_service_server::UserService as Api
 use tonic::{Request, Response, Status};
 
 use super::convert::{details_v2, filter_v2, sort, timestamp, user_v2};
-use super::{caller, invalid_field, observe};
+use super::{caller, invalid_field, observe, org_domains};
 use crate::command::{Core, NewHuman, PasswordInput, UserScope};
 use crate::domain::DomainError;
 use crate::domain::org::Permission;
@@ -165,10 +165,15 @@ impl Api for UserService {
                 .core
                 .get_user(&caller, UserScope::V2, &request.get_ref().user_id)
                 .await?;
+            let domains = org_domains(&self.core, [&user]).await?;
+            let domain = domains
+                .get(&user.resource_owner)
+                .cloned()
+                .unwrap_or_default();
             let details = crate::command::read_details(&user);
             Ok(pb::GetUserByIdResponse {
                 details: Some(details_v2(&details)),
-                user: Some(user_v2(&user)),
+                user: Some(user_v2(&user, &domain)),
             })
         })
         .await
@@ -194,6 +199,7 @@ impl Api for UserService {
                 limit: list.limit,
             };
             let page = self.core.list_users(&caller, UserScope::V2, query).await?;
+            let domains = org_domains(&self.core, &page.users).await?;
             Ok(pb::ListUsersResponse {
                 details: Some(object_v2::ListDetails {
                     total_result: page.total,
@@ -201,7 +207,11 @@ impl Api for UserService {
                     timestamp: Some(timestamp(crate::domain::now_us())),
                 }),
                 sorting_column: req.sorting_column,
-                result: page.users.iter().map(user_v2).collect(),
+                result: page
+                    .users
+                    .iter()
+                    .map(|u| user_v2(u, domains.get(&u.resource_owner).map_or("", String::as_str)))
+                    .collect(),
             })
         })
         .await

@@ -2,9 +2,14 @@
 //!
 //! A commit appends events under optimistic concurrency on (aggregate, sequence) and writes the
 //! read projections in the same durable transaction, so a read after an acknowledged write sees
-//! it. Backends: [`sqlite`] (embedded default). PostgreSQL implements the same trait.
+//! it. Backends: [`sqlite`] (embedded default), [`postgres`] (many nodes on one database) and
+//! [`memory`] (not durable: benchmarks and tests).
 
+pub mod log;
+pub mod memory;
+pub mod postgres;
 pub mod query;
+pub mod replay;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;
@@ -29,6 +34,18 @@ pub enum ProjectionWrite {
     Member(Membership),
     /// Insert a token.
     Token(PersonalAccessToken),
+    /// Delete a membership.
+    RemoveMember {
+        /// The scope.
+        scope: crate::domain::org::MemberScope,
+        /// The member.
+        user_id: String,
+    },
+    /// Delete a token.
+    RemoveToken {
+        /// The token id.
+        id: String,
+    },
 }
 
 /// One atomic, durable unit: events and the projection writes they imply.
@@ -64,8 +81,19 @@ pub struct StoredEvent {
     pub payload: serde_json::Value,
     /// Owning org.
     pub resource_owner: String,
+    /// The user who caused it.
+    pub creator: String,
     /// Time (µs).
     pub created_us: i64,
+}
+
+/// One entry of the whole event log: an event with the kind of aggregate it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    /// `user`, `org` or `instance`.
+    pub aggregate_type: String,
+    /// The event.
+    pub event: StoredEvent,
 }
 
 /// What can go wrong in a store.
@@ -134,6 +162,21 @@ pub trait EventStore: Send + Sync + 'static {
         hash: &[u8; 32],
     ) -> Result<Option<PersonalAccessToken>, StoreError>;
 
+    /// Every membership in `scope`, ordered by user id.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn members(
+        &self,
+        scope: &crate::domain::org::MemberScope,
+    ) -> Result<Vec<Membership>, StoreError>;
+
+    /// Every token of `user_id`, oldest first.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn tokens(&self, user_id: &str) -> Result<Vec<PersonalAccessToken>, StoreError>;
+
     /// Whether any organization exists (false on a fresh store: bootstrap runs).
     ///
     /// # Errors
@@ -145,4 +188,28 @@ pub trait EventStore: Send + Sync + 'static {
     /// # Errors
     /// Backend failures.
     async fn events(&self, aggregate_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Up to `limit` events of every aggregate after global position `after`, in position
+    /// order: the event log, for export.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn log(&self, after: i64, limit: u32) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// Every projection row (users, orgs, members, tokens), for export.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn projections(&self) -> Result<Vec<ProjectionWrite>, StoreError>;
+
+    /// Appends already-decided events as they are (new positions, same order) and writes
+    /// `writes`, in one transaction: an import into an empty store.
+    ///
+    /// # Errors
+    /// As [`EventStore::commit`]; an event whose aggregate type is unknown is a backend error.
+    async fn import(
+        &self,
+        entries: &[LogEntry],
+        writes: &[ProjectionWrite],
+    ) -> Result<(), StoreError>;
 }

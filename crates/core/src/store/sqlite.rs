@@ -3,7 +3,8 @@
 //!
 //! rusqlite is synchronous: every call runs on tokio's blocking pool. One writer connection
 //! serialises commits (SQLite allows one writer anyway); a few reader connections serve reads
-//! concurrently with it, which WAL permits.
+//! concurrently with it, which WAL permits. With group commit (the default) one writer thread
+//! commits everything waiting in one fsync'd transaction ([`group_commit`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +14,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::query::{TextMatch, TextMethod, UserFilter, UserQuery, UserSort};
-use super::{Commit, EventStore, ProjectionWrite, StoreError, StoredEvent, UserPage};
+use super::{Commit, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage};
 use crate::domain::org::{MemberScope, Membership, Org};
 use crate::domain::token::PersonalAccessToken;
 use crate::domain::user::{User, UserKind, UserState};
@@ -89,8 +90,22 @@ pub struct SqliteStore {
     inner: Arc<Inner>,
 }
 
+/// How a [`SqliteStore`] commits.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteOptions {
+    /// Batch concurrent commits into one fsync'd transaction; otherwise one per commit.
+    pub group_commit: bool,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self { group_commit: true }
+    }
+}
+
 struct Inner {
-    writer: Mutex<Connection>,
+    writer: Arc<Mutex<Connection>>,
+    committer: Option<group_commit::Committer>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
@@ -101,14 +116,30 @@ impl SqliteStore {
     /// # Errors
     /// The file cannot be opened or the schema cannot be applied.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, SqliteOptions::default())
+    }
+
+    /// Opens (creating if needed) the store file at `path` with `options`.
+    ///
+    /// # Errors
+    /// The file cannot be opened, the schema cannot be applied, or the writer thread cannot
+    /// be started.
+    pub fn open_with(path: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
         let writer = open_connection(path)?;
         writer.execute_batch(SCHEMA).map_err(backend)?;
         let readers = (0..READERS)
             .map(|_| open_connection(path).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
+        let writer = Arc::new(Mutex::new(writer));
+        let committer = if options.group_commit {
+            Some(group_commit::Committer::start(Arc::clone(&writer))?)
+        } else {
+            None
+        };
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: Mutex::new(writer),
+                writer,
+                committer,
                 readers,
                 next_reader: AtomicUsize::new(0),
             }),
@@ -208,6 +239,12 @@ fn parse_scope(key: &str) -> Option<MemberScope> {
 
 fn apply_commit(conn: &mut Connection, commit: &Commit) -> Result<(), StoreError> {
     let tx = conn.transaction().map_err(backend)?;
+    append(&tx, commit)?;
+    tx.commit().map_err(backend)
+}
+
+/// Appends the events and writes the projections of `commit` inside `tx`.
+fn append(tx: &rusqlite::Transaction<'_>, commit: &Commit) -> Result<(), StoreError> {
     for event in &commit.events {
         let payload = event.payload.to_string();
         tx.prepare_cached(
@@ -229,9 +266,9 @@ fn apply_commit(conn: &mut Connection, commit: &Commit) -> Result<(), StoreError
         .map_err(|e| classify(e, Some((&event.aggregate_id, event.sequence))))?;
     }
     for write in &commit.writes {
-        write_projection(&tx, write)?;
+        write_projection(tx, write)?;
     }
-    tx.commit().map_err(backend)
+    Ok(())
 }
 
 fn write_projection(
@@ -320,6 +357,16 @@ fn write_projection(
                 stmt.execute(params![scope_key(&member.scope), member.user_id, roles])
             })
             .map_err(backend)?;
+        }
+        ProjectionWrite::RemoveMember { scope, user_id } => {
+            tx.prepare_cached("DELETE FROM members WHERE scope = ?1 AND user_id = ?2")
+                .and_then(|mut stmt| stmt.execute(params![scope_key(scope), user_id]))
+                .map_err(backend)?;
+        }
+        ProjectionWrite::RemoveToken { id } => {
+            tx.prepare_cached("DELETE FROM tokens WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute(params![id]))
+                .map_err(backend)?;
         }
         ProjectionWrite::Token(token) => {
             tx.prepare_cached(
@@ -501,9 +548,48 @@ fn list_users(conn: &Connection, query: &UserQuery) -> Result<UserPage, StoreErr
     })
 }
 
+fn stored_event_from_row(row: &Row<'_>) -> rusqlite::Result<Result<StoredEvent, StoreError>> {
+    let payload: String = row.get(4)?;
+    let payload = match serde_json::from_str(&payload) {
+        Ok(payload) => payload,
+        Err(e) => return Ok(Err(StoreError::Backend(format!("decode payload: {e}")))),
+    };
+    Ok(Ok(StoredEvent {
+        position: row.get(0)?,
+        aggregate_id: row.get(1)?,
+        sequence: row.get::<_, i64>(2)? as u64,
+        event_type: row.get(3)?,
+        payload,
+        resource_owner: row.get(5)?,
+        creator: row.get(6)?,
+        created_us: row.get(7)?,
+    }))
+}
+
+fn token_from_row(row: &Row<'_>) -> rusqlite::Result<PersonalAccessToken> {
+    let stored: Vec<u8> = row.get(3)?;
+    let mut hash = [0u8; 32];
+    if stored.len() == 32 {
+        hash.copy_from_slice(&stored);
+    }
+    Ok(PersonalAccessToken {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        resource_owner: row.get(2)?,
+        hash,
+        expiration_us: row.get(4)?,
+        created_us: row.get(5)?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "id, user_id, resource_owner, hash, expiration_us, created_us";
+
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        if let Some(committer) = &self.inner.committer {
+            return committer.submit(commit).await;
+        }
         let inner = Arc::clone(&self.inner);
         run_blocking(move || {
             let mut conn = lock(&inner.writer);
@@ -587,28 +673,57 @@ impl EventStore for SqliteStore {
     ) -> Result<Option<PersonalAccessToken>, StoreError> {
         let hash = *hash;
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT id, user_id, resource_owner, hash, expiration_us, created_us FROM tokens WHERE hash = ?1",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_row([&hash[..]], |row| {
-                    let stored: Vec<u8> = row.get(3)?;
-                    let mut hash = [0u8; 32];
-                    if stored.len() == 32 {
-                        hash.copy_from_slice(&stored);
-                    }
-                    Ok(PersonalAccessToken {
-                        id: row.get(0)?,
-                        user_id: row.get(1)?,
-                        resource_owner: row.get(2)?,
-                        hash,
-                        expiration_us: row.get(4)?,
-                        created_us: row.get(5)?,
-                    })
-                })
-                .optional()
-            })
+            conn.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"
+            ))
+            .and_then(|mut stmt| stmt.query_row([&hash[..]], token_from_row).optional())
             .map_err(backend)
+        })
+        .await
+    }
+
+    async fn tokens(&self, user_id: &str) -> Result<Vec<PersonalAccessToken>, StoreError> {
+        let user_id = user_id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = ?1 ORDER BY created_us, id"
+                ))
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([&user_id], token_from_row)
+                .map_err(backend)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn members(&self, scope: &MemberScope) -> Result<Vec<Membership>, StoreError> {
+        let key = scope_key(scope);
+        let scope = scope.clone();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT user_id, roles FROM members WHERE scope = ?1 ORDER BY user_id",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([&key], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (user_id, roles) = row.map_err(backend)?;
+                let roles: Vec<String> = serde_json::from_str(&roles)
+                    .map_err(|e| StoreError::Backend(format!("decode roles: {e}")))?;
+                out.push(Membership {
+                    scope: scope.clone(),
+                    user_id,
+                    roles,
+                });
+            }
+            Ok(out)
         })
         .await
     }
@@ -626,44 +741,40 @@ impl EventStore for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT position, aggregate_id, sequence, event_type, payload, resource_owner, created_us \
-                     FROM events WHERE aggregate_id = ?1 ORDER BY sequence",
+                    "SELECT position, aggregate_id, sequence, event_type, payload, resource_owner, creator, \
+                     created_us FROM events WHERE aggregate_id = ?1 ORDER BY sequence",
                 )
                 .map_err(backend)?;
-            let rows = stmt
-                .query_map([&aggregate_id], |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, i64>(2)?,
-                        row.get::<_, String>(3)?,
-                        row.get::<_, String>(4)?,
-                        row.get::<_, String>(5)?,
-                        row.get::<_, i64>(6)?,
-                    ))
-                })
-                .map_err(backend)?;
+            let rows = stmt.query_map([&aggregate_id], stored_event_from_row).map_err(backend)?;
             let mut out = Vec::new();
             for row in rows {
-                let (position, aggregate_id, sequence, event_type, payload, resource_owner, created_us) =
-                    row.map_err(backend)?;
-                let payload = serde_json::from_str(&payload)
-                    .map_err(|e| StoreError::Backend(format!("decode payload: {e}")))?;
-                out.push(StoredEvent {
-                    position,
-                    aggregate_id,
-                    sequence: sequence as u64,
-                    event_type,
-                    payload,
-                    resource_owner,
-                    created_us,
-                });
+                out.push(row.map_err(backend)??);
             }
             Ok(out)
         })
         .await
     }
+
+    async fn log(&self, after: i64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
+        self.read(move |conn| export::log(conn, after, limit)).await
+    }
+
+    async fn projections(&self) -> Result<Vec<ProjectionWrite>, StoreError> {
+        self.read(export::projections).await
+    }
+
+    async fn import(
+        &self,
+        entries: &[LogEntry],
+        writes: &[ProjectionWrite],
+    ) -> Result<(), StoreError> {
+        let (entries, writes) = (entries.to_vec(), writes.to_vec());
+        let inner = Arc::clone(&self.inner);
+        run_blocking(move || export::import(&mut lock(&inner.writer), &entries, &writes)).await
+    }
 }
 
+mod export;
+mod group_commit;
 #[cfg(test)]
 mod tests;

@@ -320,3 +320,67 @@ pub(crate) async fn list_users_filters_sorts_and_pages(store: &dyn EventStore) {
         assert_eq!(ids(page), case.want, "{}", case.name);
     }
 }
+
+/// Many commits at once: of those that take the same sequence exactly one wins and the rest
+/// conflict, and the others (distinct aggregates) all succeed — a failing commit fails alone,
+/// also when a backend batches them into one transaction.
+pub(crate) async fn concurrent_commits_fail_alone(store: std::sync::Arc<dyn EventStore>) {
+    let base = human("c0", "org1", "racer", "Race", "race@example.com");
+    store.commit(add_user(&base)).await.expect("add");
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..16u64 {
+        let racer_store = std::sync::Arc::clone(&store);
+        let mut racer = base.clone();
+        racer.sequence = 2;
+        racer.changed_us = 2_000 + i as i64;
+        tasks.spawn(async move {
+            let result = racer_store
+                .commit(Commit {
+                    events: vec![event("c0", 2, EventType::UserLocked)],
+                    writes: vec![ProjectionWrite::User(racer)],
+                })
+                .await;
+            (None, result)
+        });
+        let other_store = std::sync::Arc::clone(&store);
+        let other = human(
+            &format!("c{}", i + 1),
+            "org1",
+            &format!("other{i}"),
+            "Other",
+            "o@example.com",
+        );
+        tasks.spawn(async move {
+            (
+                Some(other.id.clone()),
+                other_store.commit(add_user(&other)).await,
+            )
+        });
+    }
+    let mut winners = 0;
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("task") {
+            (None, Ok(())) => winners += 1,
+            (None, Err(StoreError::VersionConflict { sequence: 2, .. })) => {}
+            (None, Err(e)) => panic!("racer: {e:?}"),
+            (Some(id), result) => result.unwrap_or_else(|e| panic!("{id}: {e:?}")),
+        }
+    }
+    assert_eq!(winners, 1, "exactly one racer appends sequence 2");
+    assert_eq!(store.events("c0").await.expect("events").len(), 2);
+    assert_eq!(
+        store.user("c0").await.expect("read").map(|u| u.sequence),
+        Some(2)
+    );
+    for i in 0..16 {
+        assert!(
+            store
+                .user(&format!("c{}", i + 1))
+                .await
+                .expect("read")
+                .is_some(),
+            "c{}",
+            i + 1
+        );
+    }
+}

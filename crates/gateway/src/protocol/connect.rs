@@ -5,7 +5,7 @@
 //! and renders the answer: the message with HTTP 200, or the Connect error JSON with the
 //! HTTP status of its code. The code names and statuses come from
 //! `switchyard_transcode::status`; running the call is `crate::dispatch`'s job. Connect
-//! streaming (`application/connect+*`) is answered UNIMPLEMENTED.
+//! streaming (`application/connect+*`) is `crate::protocol::connect_stream`'s.
 
 use std::time::Duration;
 
@@ -56,9 +56,12 @@ where
             .get(parts.uri.path())
             .ok_or_else(|| Status::unimplemented(format!("unknown method {}", parts.uri.path())))?;
         let body = read_body(body, limit).await?;
-        let call = decode_request(method, codec, &parts, body, &state.opts.json)?;
+        let json = state.json_for(parts.uri.path());
+        let mut call = decode_request(method, codec, &parts, body, json)?;
+        call.metadata = forwarded_metadata(&parts.headers, state.opts.forward_headers.as_deref());
+        call.timeout = state.timeout_for(&call.path, call.timeout);
         let reply = dispatch::unary(service, call, limit).await?;
-        encode_response(method, codec, reply, &state.opts.json)
+        encode_response(method, codec, reply, json)
     }
     .await;
     outcome.unwrap_or_else(|status| encode_error(&status, &state.pool))
@@ -108,14 +111,14 @@ pub(crate) fn decode_request(
     };
     Ok(UnaryCall {
         path: format!("/{}/{}", method.parent_service().full_name(), method.name()),
-        metadata: forwarded_metadata(&parts.headers),
+        metadata: forwarded_metadata(&parts.headers, None),
         message,
         timeout,
     })
 }
 
 /// `connect-timeout-ms`: a positive integer of at most 10 digits.
-fn parse_timeout(headers: &http::HeaderMap) -> Result<Option<Duration>, Status> {
+pub(crate) fn parse_timeout(headers: &http::HeaderMap) -> Result<Option<Duration>, Status> {
     let Some(value) = headers.get(TIMEOUT_MS) else {
         return Ok(None);
     };
@@ -169,12 +172,31 @@ pub(crate) fn encode_response(
 /// `{"code":"...","message":"...","details":[{"type","value","debug"}]}` with the HTTP status
 /// Connect gives the code, and the status metadata as headers.
 pub(crate) fn encode_error(status: &Status, pool: &DescriptorPool) -> Response<tonic::body::Body> {
-    // An OK status is never an error; treat it as the Connect spec treats a broken peer.
-    let code = if status.code() == Code::Ok {
+    let code = error_code(status);
+    let body = error_json(status, pool);
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let mut response = full_response(connect_http_status(code), "application/json", bytes);
+    let headers = response.headers_mut();
+    for (name, value) in visible_metadata(status.metadata().clone().into_headers()) {
+        headers.append(name, value);
+    }
+    response
+}
+
+/// The code an error is sent with: an OK status is never an error; treat it as the Connect
+/// spec treats a broken peer.
+fn error_code(status: &Status) -> Code {
+    if status.code() == Code::Ok {
         Code::Unknown
     } else {
         status.code()
-    };
+    }
+}
+
+/// The Connect error JSON, `{"code":"...","message":"...","details":[{"type","value","debug"}]}`,
+/// shared by unary errors and the end-of-stream message.
+pub(crate) fn error_json(status: &Status, pool: &DescriptorPool) -> serde_json::Value {
+    let code = error_code(status);
     let mut body = serde_json::Map::new();
     body.insert("code".into(), connect_code_name(code).into());
     if !status.message().is_empty() {
@@ -195,22 +217,7 @@ pub(crate) fn encode_error(status: &Status, pool: &DescriptorPool) -> Response<t
     if !details.is_empty() {
         body.insert("details".into(), details.into());
     }
-    let bytes = serde_json::to_vec(&serde_json::Value::Object(body)).unwrap_or_default();
-    let mut response = full_response(connect_http_status(code), "application/json", bytes);
-    let headers = response.headers_mut();
-    for (name, value) in visible_metadata(status.metadata().clone().into_headers()) {
-        headers.append(name, value);
-    }
-    response
-}
-
-/// The answer to `application/connect+json|proto`: streaming is not implemented yet.
-pub(crate) fn streaming_unimplemented(pool: &DescriptorPool) -> Response<tonic::body::Body> {
-    // TODO(gateway): Connect streaming (enveloped messages, end-of-stream JSON).
-    encode_error(
-        &Status::unimplemented("Connect streaming (application/connect+*) is not supported"),
-        pool,
-    )
+    serde_json::Value::Object(body)
 }
 
 /// The answer to a known Connect path posted with a content type Connect does not define.

@@ -6,9 +6,11 @@
 //! `crate::dispatch`'s.
 
 pub(crate) mod connect;
+pub(crate) mod connect_stream;
 pub(crate) mod grpc;
 pub(crate) mod grpc_web;
 pub(crate) mod rest;
+pub(crate) mod rest_stream;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
@@ -65,15 +67,48 @@ fn is_transport_header(name: &HeaderName) -> bool {
         || name.starts_with("connect-")
 }
 
-/// The request headers to forward as gRPC metadata.
-pub(crate) fn forwarded_metadata(headers: &HeaderMap) -> HeaderMap {
+/// grpc-gateway's prefix for headers meant as metadata: `Grpc-Metadata-Foo: x` is `foo: x`.
+const METADATA_PREFIX: &str = "grpc-metadata-";
+
+/// The request headers to forward as gRPC metadata, following grpc-gateway's conventions:
+/// `Grpc-Metadata-*` loses its prefix; hop-by-hop and transport headers never pass. With an
+/// allow-list, only `authorization`, `Grpc-Metadata-*` and names matching the list (a
+/// trailing `*` matches a prefix) pass.
+pub(crate) fn forwarded_metadata(headers: &HeaderMap, allow: Option<&[String]>) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
-        if !is_transport_header(name) {
+        if let Some(stripped) = name.as_str().strip_prefix(METADATA_PREFIX) {
+            if let Ok(stripped) = HeaderName::try_from(stripped)
+                && !is_transport_header(&stripped)
+            {
+                out.append(stripped, value.clone());
+            }
+            continue;
+        }
+        if is_transport_header(name) {
+            continue;
+        }
+        let allowed = match allow {
+            None => true,
+            Some(list) => {
+                name == header::AUTHORIZATION || list.iter().any(|p| matches_pattern(p, name))
+            }
+        };
+        if allowed {
             out.append(name.clone(), value.clone());
         }
     }
     out
+}
+
+/// `x-zitadel-*` matches any name with that prefix; anything else matches exactly (names
+/// are compared lower-case).
+fn matches_pattern(pattern: &str, name: &HeaderName) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.as_str().starts_with(prefix),
+        None => name.as_str() == pattern,
+    }
 }
 
 /// Response metadata the client may see: everything except transport and `grpc-` headers.
@@ -129,11 +164,50 @@ mod tests {
         }
         headers.append("x-multi", HeaderValue::from_static("a"));
         headers.append("x-multi", HeaderValue::from_static("b"));
-        let out = forwarded_metadata(&headers);
+        let out = forwarded_metadata(&headers, None);
         let mut names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, ["authorization", "x-multi", "x-zitadel-orgid"]);
         assert_eq!(out.get_all("x-multi").iter().count(), 2);
+    }
+
+    #[test]
+    fn forwarded_metadata_grpc_gateway_conventions() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("authorization", "Bearer t"),
+            ("grpc-metadata-x-trace", "abc"),
+            ("grpc-metadata-connection", "close"),
+            ("x-zitadel-orgid", "42"),
+            ("x-other", "1"),
+            ("cookie", "c"),
+            ("upgrade", "h2c"),
+        ] {
+            headers.append(name, HeaderValue::from_static(value));
+        }
+        let allow = ["X-Zitadel-*".to_owned(), "cookie".to_owned()];
+        let cases: [(Option<&[String]>, &[&str]); 2] = [
+            (
+                None,
+                &[
+                    "authorization",
+                    "cookie",
+                    "x-other",
+                    "x-trace",
+                    "x-zitadel-orgid",
+                ],
+            ),
+            (
+                Some(&allow),
+                &["authorization", "cookie", "x-trace", "x-zitadel-orgid"],
+            ),
+        ];
+        for (allow, want) in cases {
+            let out = forwarded_metadata(&headers, allow);
+            let mut names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
+            names.sort_unstable();
+            assert_eq!(names, want, "{allow:?}");
+        }
     }
 
     #[test]

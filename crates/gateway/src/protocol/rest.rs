@@ -43,7 +43,6 @@ pub(crate) struct RestCall {
 
 impl RestCall {
     /// The matched route.
-    #[allow(dead_code)] // For the server's logging and metrics; not needed to answer.
     pub(crate) fn route(&self) -> &Arc<Route> {
         &self.route
     }
@@ -76,7 +75,17 @@ pub(crate) fn decode_request(
             ))
         }
     })?;
-    let message = switchyard_transcode::decode_request(&found, parts.uri.query(), &body, opts)?;
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let message = switchyard_transcode::decode_http_request(
+        &found,
+        parts.uri.query(),
+        content_type,
+        &body,
+        opts,
+    )?;
     let route = Arc::clone(found.route());
     Ok(RestCall {
         grpc_path: route.grpc_path().to_owned(),
@@ -100,8 +109,26 @@ pub(crate) fn encode_response(
     let output = call.route.method().output();
     let decoded = DynamicMessage::decode(output, message)
         .map_err(|e| Status::internal(format!("cannot decode the response message: {e}")))?;
-    let body = switchyard_transcode::encode_response(&call.route, &decoded, opts)?;
-    Ok(full_response(StatusCode::OK, "application/json", body))
+    let (content_type, body) =
+        switchyard_transcode::encode_http_response(&call.route, &decoded, opts)?;
+    let mut response = full_response(StatusCode::OK, "application/json", body);
+    if let Ok(value) = http::HeaderValue::from_str(&content_type) {
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, value);
+    }
+    Ok(response)
+}
+
+/// Adds response metadata to `out` under grpc-gateway's names: `prefix` is
+/// `grpc-metadata-` for headers and `grpc-trailer-` for trailers. Transport and `grpc-*`
+/// headers are left out.
+pub(crate) fn metadata_headers(out: &mut http::HeaderMap, metadata: http::HeaderMap, prefix: &str) {
+    for (name, value) in crate::protocol::visible_metadata(metadata) {
+        if let Ok(prefixed) = http::HeaderName::try_from(format!("{prefix}{name}")) {
+            out.append(prefixed, value);
+        }
+    }
 }
 
 /// Renders `status` as the REST error: the HTTP status from

@@ -171,6 +171,50 @@ pub async fn echo_service(
                 Ok(status.into_http())
             }
         }
+        "/example.v1.EchoService/Stream" => {
+            let req = decode(&pool, "example.v1.EchoRequest", &input);
+            let text = req
+                .get_field_by_name("message")
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let tags: Vec<String> = req
+                .get_field_by_name("tags")
+                .and_then(|v| {
+                    v.as_list().map(|l| {
+                        l.iter()
+                            .filter_map(|t| t.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                })
+                .unwrap_or_default();
+            let mut items: Vec<Result<Frame<Bytes>, Infallible>> = tags
+                .iter()
+                .map(|tag| {
+                    let reply = message(
+                        &pool,
+                        "example.v1.EchoResponse",
+                        vec![("message", Value::String(format!("{text}:{tag}")))],
+                    );
+                    Ok(Frame::data(frame(&reply.encode_to_vec())))
+                })
+                .collect();
+            let mut trailers = HeaderMap::new();
+            let status = if text == "fail" {
+                Status::not_found("no more")
+            } else {
+                Status::ok("")
+            };
+            if status.add_header(&mut trailers).is_err() {
+                return Ok(Status::internal("bad status").into_http());
+            }
+            items.push(Ok(Frame::trailers(trailers)));
+            let mut response =
+                Response::new(tonic::body::Body::new(StreamBody::new(stream::iter(items))));
+            response
+                .headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/grpc"));
+            Ok(response)
+        }
         _ => Ok(Status::unimplemented(format!("no method {path}")).into_http()),
     }
 }

@@ -59,3 +59,16 @@ async fn reopen_finds_everything_committed() {
     );
     assert_eq!(store.events("r1").await.expect("events").len(), 1);
 }
+
+#[tokio::test]
+async fn concurrent_commits_fail_alone() {
+    for group_commit in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open_with(
+            &dir.path().join("switchyard.db"),
+            SqliteOptions { group_commit },
+        )
+        .expect("open");
+        suite::concurrent_commits_fail_alone(std::sync::Arc::new(store)).await;
+    }
+}

@@ -1,0 +1,135 @@
+//! The whole-store reads and the raw append behind export and import ([`crate::store::log`]).
+
+use rusqlite::{Connection, params};
+
+use super::{
+    TOKEN_COLUMNS, USER_COLUMNS, backend, classify, parse_scope, stored_event_from_row,
+    token_from_row, user_from_row, write_projection,
+};
+use crate::domain::org::{Membership, Org};
+use crate::store::{LogEntry, ProjectionWrite, StoreError};
+
+/// Up to `limit` events after position `after`, in position order.
+pub(super) fn log(conn: &Connection, after: i64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT position, aggregate_id, sequence, event_type, payload, resource_owner, creator, \
+             created_us, aggregate_type FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![after, i64::from(limit)], |row| {
+            Ok((row.get::<_, String>(8)?, stored_event_from_row(row)?))
+        })
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (aggregate_type, event) = row.map_err(backend)?;
+        out.push(LogEntry {
+            aggregate_type,
+            event: event?,
+        });
+    }
+    Ok(out)
+}
+
+/// Every projection row: users, orgs, members, tokens.
+pub(super) fn projections(conn: &Connection) -> Result<Vec<ProjectionWrite>, StoreError> {
+    let mut out = Vec::new();
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY created_us, id"
+        ))
+        .map_err(backend)?;
+    for row in stmt.query_map([], user_from_row).map_err(backend)? {
+        out.push(ProjectionWrite::User(row.map_err(backend)??));
+    }
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, name, primary_domain, sequence, created_us, changed_us FROM orgs \
+             ORDER BY created_us, id",
+        )
+        .map_err(backend)?;
+    let orgs = stmt
+        .query_map([], |row| {
+            Ok(Org {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                primary_domain: row.get(2)?,
+                sequence: row.get::<_, i64>(3)? as u64,
+                created_us: row.get(4)?,
+                changed_us: row.get(5)?,
+            })
+        })
+        .map_err(backend)?;
+    for org in orgs {
+        out.push(ProjectionWrite::Org(org.map_err(backend)?));
+    }
+    let mut stmt = conn
+        .prepare("SELECT scope, user_id, roles FROM members ORDER BY scope, user_id")
+        .map_err(backend)?;
+    let members = stmt
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })
+        .map_err(backend)?;
+    for member in members {
+        let (scope, user_id, roles) = member.map_err(backend)?;
+        out.push(ProjectionWrite::Member(Membership {
+            scope: parse_scope(&scope)
+                .ok_or_else(|| StoreError::Backend(format!("bad member scope {scope:?}")))?,
+            user_id,
+            roles: serde_json::from_str(&roles)
+                .map_err(|e| StoreError::Backend(format!("decode roles: {e}")))?,
+        }));
+    }
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_us, id"
+        ))
+        .map_err(backend)?;
+    for token in stmt.query_map([], token_from_row).map_err(backend)? {
+        out.push(ProjectionWrite::Token(token.map_err(backend)?));
+    }
+    Ok(out)
+}
+
+/// Appends `entries` as they are and writes `writes`, in one transaction.
+pub(super) fn import(
+    conn: &mut Connection,
+    entries: &[LogEntry],
+    writes: &[ProjectionWrite],
+) -> Result<(), StoreError> {
+    let tx = conn.transaction().map_err(backend)?;
+    for LogEntry {
+        aggregate_type,
+        event,
+    } in entries
+    {
+        tx.prepare_cached(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, payload, \
+             resource_owner, creator, created_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                aggregate_type,
+                event.aggregate_id,
+                event.sequence as i64,
+                event.event_type,
+                event.payload.to_string(),
+                event.resource_owner,
+                event.creator,
+                event.created_us,
+            ])
+        })
+        .map_err(|e| classify(e, Some((&event.aggregate_id, event.sequence))))?;
+    }
+    for write in writes {
+        write_projection(&tx, write)?;
+    }
+    tx.commit().map_err(backend)
+}

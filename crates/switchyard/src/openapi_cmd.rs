@@ -1,0 +1,63 @@
+//! `switchyard openapi`: prints the OpenAPI 3.1 document of a set of descriptors' REST routes
+//! (the same document the gateway serves at `GET /openapi.json`).
+//!
+//! Without a descriptor source it describes Switchyard's own API with `serve`'s default
+//! prefixes. Rendering is `switchyard_transcode::openapi`'s.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use switchyard_gateway::{Gateway, GatewayOptions};
+
+/// Options of `switchyard openapi`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct OpenapiArgs {
+    /// A FileDescriptorSet (`protoc --include_imports --descriptor_set_out`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) descriptor_set: Option<PathBuf>,
+
+    /// A `.proto` file to compile (relative to a `--proto-path`); repeatable.
+    #[arg(long = "proto", value_name = "FILE")]
+    pub(crate) protos: Vec<PathBuf>,
+
+    /// An import directory for `--proto`; repeatable.
+    #[arg(long = "proto-path", value_name = "DIR")]
+    pub(crate) proto_paths: Vec<PathBuf>,
+
+    /// Mount a service's REST routes under a path prefix, as `SERVICE=PREFIX`; repeatable.
+    #[arg(long = "rest-prefix", value_name = "SERVICE=PREFIX", value_parser = crate::parse_prefix)]
+    pub(crate) rest_prefixes: Vec<(String, String)>,
+}
+
+/// Prints the document on stdout.
+pub(crate) fn run(args: OpenapiArgs) -> anyhow::Result<()> {
+    let (pool, prefixes) = if args.descriptor_set.is_none() && args.protos.is_empty() {
+        let mut prefixes = args.rest_prefixes.clone();
+        if prefixes.is_empty() {
+            prefixes.push((
+                "zitadel.management.v1.ManagementService".to_owned(),
+                "/management/v1".to_owned(),
+            ));
+        }
+        (switchyard_proto::descriptor_pool().clone(), prefixes)
+    } else {
+        let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+        let pool = runtime.block_on(crate::gateway_cmd::load_pool(
+            args.descriptor_set.as_deref(),
+            &args.protos,
+            &args.proto_paths,
+            None,
+        ))?;
+        (pool, args.rest_prefixes.clone())
+    };
+    let options = GatewayOptions {
+        rest_prefixes: prefixes,
+        ..GatewayOptions::default()
+    };
+    let gateway = Gateway::new(pool, options).context("build the REST routes")?;
+    let text = serde_json::to_string_pretty(&gateway.openapi())?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    Ok(())
+}

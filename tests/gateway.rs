@@ -1,0 +1,806 @@
+//! Black-box tests of `switchyard gateway`: the real binary in front of an echo upstream it has
+//! never seen, driven only by `tests/conformance/conformance/v1/conformance.proto`.
+//!
+//! The echo upstream (an h2c server in this process, decoding with prost-reflect) records
+//! every call it receives by its `x-case` header and answers with what it got. The REST cases
+//! are data, `tests/vectors/conformance.json`: request → expected upstream request, status
+//! and response.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use bytes::{Buf as _, Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body_util::{BodyExt as _, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prost::Message as _;
+use prost_reflect::{DescriptorPool, DynamicMessage, MapKey, Value};
+use serde_json::json;
+use tonic::{Code, Status};
+
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn descriptor_bytes() -> Vec<u8> {
+    let root = repo();
+    let mut compiler =
+        protox::Compiler::new([root.join("tests/conformance"), root.join("proto")]).unwrap();
+    compiler.include_imports(true);
+    compiler
+        .open_file("conformance/v1/conformance.proto")
+        .unwrap();
+    compiler.encode_file_descriptor_set()
+}
+
+/// What the upstream received for one case.
+#[derive(Debug, Clone)]
+struct Recorded {
+    path: String,
+    metadata: HeaderMap,
+    requests: Vec<serde_json::Value>,
+}
+
+/// The echo upstream.
+struct Upstream {
+    addr: SocketAddr,
+    calls: Arc<Mutex<HashMap<String, Recorded>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn frame(message: &[u8]) -> Bytes {
+    let mut out = BytesMut::new();
+    out.extend_from_slice(&[0]);
+    out.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(message);
+    out.freeze()
+}
+
+fn frames(mut data: Bytes) -> Vec<(u8, Bytes)> {
+    let mut out = Vec::new();
+    while data.len() >= 5 {
+        let flag = data.get_u8();
+        let len = data.get_u32() as usize;
+        out.push((flag, data.split_to(len.min(data.len()))));
+    }
+    out
+}
+
+fn grpc_response(
+    messages: Vec<Bytes>,
+    status: Status,
+    headers: &[(&'static str, &'static str)],
+) -> Response<tonic::body::Body> {
+    let mut items: Vec<Result<Frame<Bytes>, Infallible>> =
+        messages.iter().map(|m| Ok(Frame::data(frame(m)))).collect();
+    let mut trailers = HeaderMap::new();
+    status.add_header(&mut trailers).unwrap();
+    trailers.insert("x-echo-trailer", HeaderValue::from_static("done"));
+    items.push(Ok(Frame::trailers(trailers)));
+    let mut response = Response::new(tonic::body::Body::new(StreamBody::new(
+        futures_util_stream(items),
+    )));
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/grpc"));
+    for (k, v) in headers {
+        response
+            .headers_mut()
+            .insert(*k, HeaderValue::from_static(v));
+    }
+    response
+}
+
+fn futures_util_stream<T>(items: Vec<T>) -> tokio_stream::Iter<std::vec::IntoIter<T>> {
+    tokio_stream::iter(items)
+}
+
+/// `google.rpc.Status` for details.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<prost_types::Any>,
+}
+
+async fn echo(
+    pool: DescriptorPool,
+    calls: Arc<Mutex<HashMap<String, Recorded>>>,
+    request: Request<hyper::body::Incoming>,
+) -> Response<tonic::body::Body> {
+    let path = request.uri().path().to_owned();
+    let (parts, body) = request.into_parts();
+    let Some(method) = pool
+        .services()
+        .flat_map(|s| s.methods().collect::<Vec<_>>())
+        .find(|m| format!("/{}/{}", m.parent_service().full_name(), m.name()) == path)
+    else {
+        return Status::unimplemented(format!("no method {path}")).into_http();
+    };
+    if method.name() == "Hang" {
+        std::future::pending::<()>().await;
+    }
+    let data = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let inputs: Vec<DynamicMessage> = frames(data)
+        .into_iter()
+        .filter_map(|(_, m)| DynamicMessage::decode(method.input(), m).ok())
+        .collect();
+    let opts = prost_reflect::SerializeOptions::new()
+        .use_proto_field_name(true)
+        .stringify_64_bit_integers(true);
+    let requests = inputs
+        .iter()
+        .map(|m| {
+            m.serialize_with_options(serde_json::value::Serializer, &opts)
+                .unwrap()
+        })
+        .collect();
+    let case = parts
+        .headers
+        .get("x-case")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    calls.lock().unwrap().insert(
+        case,
+        Recorded {
+            path: path.clone(),
+            metadata: parts.headers.clone(),
+            requests,
+        },
+    );
+    let first = inputs
+        .first()
+        .cloned()
+        .unwrap_or_else(|| DynamicMessage::new(method.input()));
+    let get_i32 = |m: &DynamicMessage, name: &str| {
+        m.get_field_by_name(name)
+            .and_then(|v| v.as_i32())
+            .unwrap_or(0)
+    };
+    match method.name() {
+        "Echo" | "EchoNested" => {
+            let mut reply = first;
+            let mut seen = HashMap::new();
+            for (name, value) in &parts.headers {
+                let name = name.as_str();
+                if (name.starts_with("x-") && name != "x-case") || name == "authorization" {
+                    seen.insert(
+                        MapKey::String(name.to_owned()),
+                        Value::String(value.to_str().unwrap_or("").to_owned()),
+                    );
+                }
+            }
+            if !seen.is_empty() {
+                reply.set_field_by_name("seen", Value::Map(seen));
+            }
+            grpc_response(
+                vec![Bytes::from(reply.encode_to_vec())],
+                Status::ok(""),
+                &[("x-echo-header", "yes")],
+            )
+        }
+        "Upload" => grpc_response(
+            vec![Bytes::from(first.encode_to_vec())],
+            Status::ok(""),
+            &[],
+        ),
+        "Fail" => {
+            let code = Code::from_i32(get_i32(&first, "code"));
+            let message = first
+                .get_field_by_name("message")
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let detail_desc = pool.get_message_by_name("conformance.v1.Detail").unwrap();
+            let mut detail = DynamicMessage::new(detail_desc);
+            detail.set_field_by_name("id", Value::String("D-1".into()));
+            let rpc = RpcStatus {
+                code: code as i32,
+                message: message.clone(),
+                details: vec![
+                    prost_types::Any {
+                        type_url: "type.googleapis.com/conformance.v1.Detail".into(),
+                        value: detail.encode_to_vec(),
+                    },
+                    prost_types::Any {
+                        type_url: "type.googleapis.com/unknown.v1.Thing".into(),
+                        value: vec![8, 1],
+                    },
+                ],
+            };
+            Status::with_details(code, message, Bytes::from(rpc.encode_to_vec())).into_http()
+        }
+        "ServerStream" => {
+            let out_desc = method.output();
+            let messages = (0..get_i32(&first, "count"))
+                .map(|i| {
+                    let mut m = DynamicMessage::new(out_desc.clone());
+                    m.set_field_by_name("i32", Value::I32(i + 1));
+                    Bytes::from(m.encode_to_vec())
+                })
+                .collect();
+            let fail = get_i32(&first, "fail_code");
+            let status = if fail == 0 {
+                Status::ok("")
+            } else {
+                Status::new(Code::from_i32(fail), "stream failed")
+            };
+            grpc_response(messages, status, &[])
+        }
+        "ClientStream" => {
+            let mut reply = DynamicMessage::new(method.output());
+            let nums = inputs
+                .iter()
+                .map(|m| Value::I32(get_i32(m, "i32")))
+                .collect();
+            reply.set_field_by_name("nums", Value::List(nums));
+            grpc_response(
+                vec![Bytes::from(reply.encode_to_vec())],
+                Status::ok(""),
+                &[],
+            )
+        }
+        _ => Status::unimplemented("not in the echo").into_http(),
+    }
+}
+
+async fn start_upstream(pool: DescriptorPool, with_reflection: bool) -> Upstream {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let calls = Arc::new(Mutex::new(HashMap::new()));
+    let sink = Arc::clone(&calls);
+    let reflection = with_reflection.then(|| {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(Box::leak(descriptor_bytes().into_boxed_slice()))
+            .build_v1()
+            .unwrap()
+    });
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let pool = pool.clone();
+            let calls = Arc::clone(&sink);
+            let reflection = reflection.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let pool = pool.clone();
+                    let calls = Arc::clone(&calls);
+                    let reflection = reflection.clone();
+                    async move {
+                        if req.uri().path().starts_with("/grpc.reflection.v1.")
+                            && let Some(r) = reflection
+                        {
+                            return Ok::<_, Infallible>(
+                                call_once(r, req.map(tonic::body::Body::new)).await,
+                            );
+                        }
+                        Ok::<_, Infallible>(echo(pool, calls, req).await)
+                    }
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Upstream { addr, calls, task }
+}
+
+/// Calls a tonic server once.
+async fn call_once<S>(mut svc: S, req: Request<tonic::body::Body>) -> Response<tonic::body::Body>
+where
+    S: tonic::codegen::Service<
+            Request<tonic::body::Body>,
+            Response = Response<tonic::body::Body>,
+            Error = Infallible,
+        >,
+{
+    let _ = std::future::poll_fn(|cx| svc.poll_ready(cx)).await;
+    match svc.call(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}
+
+/// A running `switchyard gateway`.
+struct Gateway {
+    addr: SocketAddr,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+/// Starts the gateway with `config` (a JSON config) and extra arguments.
+fn start_gateway(config: serde_json::Value, args: &[&str]) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("gateway.json");
+    std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let mut child = Command::new(switchyard_tests::binary())
+        .arg("gateway")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--log-format")
+        .arg("json")
+        .arg("--config")
+        .arg(&config_path)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut log = Vec::new();
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("listening") {
+                let addr = serde_json::from_str::<serde_json::Value>(&line)
+                    .ok()
+                    .and_then(|v| v["fields"]["addr"].as_str().and_then(|a| a.parse().ok()));
+                if let Some(addr) = addr {
+                    let _ = tx.send(Ok(addr));
+                }
+            }
+            log.push(line);
+        }
+        let _ = tx.send(Err(log.join("\n")));
+    });
+    match rx.recv_timeout(START_DEADLINE) {
+        Ok(Ok(addr)) => Gateway {
+            addr,
+            child,
+            _dir: dir,
+        },
+        Ok(Err(log)) => panic!("gateway exited before listening:\n{log}"),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("gateway did not start listening");
+        }
+    }
+}
+
+fn base_config(upstream: SocketAddr) -> serde_json::Value {
+    let root = repo();
+    json!({
+        "protos": ["conformance/v1/conformance.proto"],
+        "proto_paths": [root.join("tests/conformance"), root.join("proto")],
+        "upstreams": {"echo": {"endpoints": [format!("http://{upstream}")]}},
+        "default_upstream": "echo",
+        "forward_headers": ["x-allowed-*", "x-case"],
+        "services": {
+            "conformance.v1.OptionsService": {
+                "prefix": "/opts",
+                "json": {
+                    "use_proto_field_names": true,
+                    "emit_unpopulated": true,
+                    "use_enum_numbers": true,
+                    "ignore_unknown_fields": false
+                }
+            }
+        }
+    })
+}
+
+fn pool() -> DescriptorPool {
+    DescriptorPool::decode(descriptor_bytes().as_slice()).unwrap()
+}
+
+/// Runs every case of `tests/vectors/conformance.json` through the real binary.
+#[tokio::test(flavor = "multi_thread")]
+async fn conformance_vectors_pass_through_the_binary() {
+    let upstream = start_upstream(pool(), false).await;
+    let gateway = start_gateway(base_config(upstream.addr), &[]);
+    let text = std::fs::read_to_string(repo().join("tests/vectors/conformance.json")).unwrap();
+    let cases: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let client = reqwest::Client::new();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let method =
+            reqwest::Method::from_bytes(case["method"].as_str().unwrap().as_bytes()).unwrap();
+        let mut req = client
+            .request(method, gateway.url(case["path"].as_str().unwrap()))
+            .header("x-case", name);
+        if let Some(headers) = case["headers"].as_object() {
+            for (k, v) in headers {
+                req = req.header(k, v.as_str().unwrap());
+            }
+        }
+        match &case["body"] {
+            serde_json::Value::Null => {}
+            serde_json::Value::String(s) => req = req.body(s.clone()),
+            other => {
+                req = req
+                    .header("content-type", "application/json")
+                    .body(other.to_string());
+            }
+        }
+        let response = req.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.unwrap();
+        let mut problems = Vec::new();
+        if let Some(want) = case["status"].as_u64()
+            && u64::from(status) != want
+        {
+            problems.push(format!("status {status}, want {want}"));
+        }
+        if !case["response"].is_null() {
+            let got: serde_json::Value =
+                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            if got != case["response"] {
+                problems.push(format!("response {got}, want {}", case["response"]));
+            }
+        }
+        if let Some(want) = case["response_text"].as_str()
+            && body != want.as_bytes()
+        {
+            problems.push(format!(
+                "response text {:?}, want {want:?}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        if let Some(want) = case["response_headers"].as_object() {
+            for (k, v) in want {
+                let got = headers.get(k).and_then(|h| h.to_str().ok());
+                if got != v.as_str() {
+                    problems.push(format!("header {k}: {got:?}, want {v}"));
+                }
+            }
+        }
+        let recorded = upstream.calls.lock().unwrap().get(name).cloned();
+        match (&case["upstream"], recorded) {
+            (serde_json::Value::Null, None) => {}
+            (serde_json::Value::Null, Some(r)) => {
+                problems.push(format!("unexpected upstream call {}", r.path))
+            }
+            (want, None) => problems.push(format!("no upstream call, want {want}")),
+            (want, Some(r)) => {
+                if want["method"].as_str() != Some(r.path.as_str()) {
+                    problems.push(format!(
+                        "upstream method {}, want {}",
+                        r.path, want["method"]
+                    ));
+                }
+                if !want["request"].is_null() && r.requests.first() != Some(&want["request"]) {
+                    problems.push(format!(
+                        "upstream request {:?}, want {}",
+                        r.requests.first(),
+                        want["request"]
+                    ));
+                }
+                if let Some(md) = want["metadata"].as_object() {
+                    for (k, v) in md {
+                        let got = r.metadata.get(k).and_then(|h| h.to_str().ok());
+                        if got != v.as_str() {
+                            problems.push(format!("upstream metadata {k}: {got:?}, want {v}"));
+                        }
+                    }
+                }
+            }
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{name}: {}", problems.join("; ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// One request over h2c (prior knowledge); returns status, headers, body and trailers.
+async fn h2c(
+    url: String,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, HeaderMap, Bytes, HeaderMap) {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<Bytes>>();
+    let mut builder = Request::builder().method("POST").uri(url);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let request = builder
+        .body(http_body_util::Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+        .await
+        .unwrap()
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.unwrap();
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    (
+        parts.status.as_u16(),
+        parts.headers,
+        collected.to_bytes(),
+        trailers,
+    )
+}
+
+fn everything(pool: &DescriptorPool, fields: &[(&str, Value)]) -> Vec<u8> {
+    let desc = pool
+        .get_message_by_name("conformance.v1.Everything")
+        .unwrap();
+    let mut m = DynamicMessage::new(desc);
+    for (k, v) in fields {
+        m.set_field_by_name(k, v.clone());
+    }
+    m.encode_to_vec()
+}
+
+fn stream_request(pool: &DescriptorPool, count: i32) -> Vec<u8> {
+    let desc = pool
+        .get_message_by_name("conformance.v1.StreamRequest")
+        .unwrap();
+    let mut m = DynamicMessage::new(desc);
+    m.set_field_by_name("count", Value::I32(count));
+    m.encode_to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_grpc_web_and_connect_streaming_reach_the_upstream() {
+    let pool = pool();
+    let upstream = start_upstream(pool.clone(), false).await;
+    let gateway = start_gateway(base_config(upstream.addr), &[]);
+
+    // Native gRPC, passed through: unary and server streaming.
+    let echo = everything(&pool, &[("s", Value::String("g".into()))]);
+    let (status, _, body, trailers) = h2c(
+        gateway.url("/conformance.v1.ConformanceService/Echo"),
+        &[("content-type", "application/grpc"), ("te", "trailers")],
+        frame(&echo).to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+    assert_eq!(frames(body).len(), 1);
+
+    let (_, _, body, trailers) = h2c(
+        gateway.url("/conformance.v1.ConformanceService/ServerStream"),
+        &[("content-type", "application/grpc"), ("te", "trailers")],
+        frame(&stream_request(&pool, 3)).to_vec(),
+    )
+    .await;
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+    assert_eq!(frames(body).len(), 3);
+
+    // gRPC-Web server streaming over HTTP/1.1: three data frames, then the trailer frame.
+    let response = reqwest::Client::new()
+        .post(gateway.url("/conformance.v1.ConformanceService/ServerStream"))
+        .header("content-type", "application/grpc-web+proto")
+        .body(frame(&stream_request(&pool, 3)).to_vec())
+        .send()
+        .await
+        .unwrap();
+    let got = frames(response.bytes().await.unwrap());
+    let flags: Vec<u8> = got.iter().map(|(f, _)| *f).collect();
+    assert_eq!(flags, [0, 0, 0, 0x80]);
+    assert!(String::from_utf8_lossy(&got[3].1).contains("grpc-status:0"));
+
+    // Connect streaming, client side: three messages in, one out.
+    let mut body = Vec::new();
+    for i in 1..=3 {
+        body.extend_from_slice(&frame(format!("{{\"i32\":{i}}}").as_bytes()));
+    }
+    let response = reqwest::Client::new()
+        .post(gateway.url("/conformance.v1.ConformanceService/ClientStream"))
+        .header("content-type", "application/connect+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let got = frames(response.bytes().await.unwrap());
+    assert_eq!(got.len(), 2);
+    assert_eq!(&got[0].1[..], br#"{"nums":[1,2,3]}"#);
+    assert_eq!(got[1].0, 2);
+
+    // Connect unary, JSON, against the upstream's method.
+    let response = reqwest::Client::new()
+        .post(gateway.url("/conformance.v1.ConformanceService/Echo"))
+        .header("content-type", "application/json")
+        .body(r#"{"s":"c","i64":"7"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.text().await.unwrap(), r#"{"s":"c","i64":"7"}"#);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_down_is_unavailable_in_every_protocol() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gateway = start_gateway(base_config(port), &[]);
+    let client = reqwest::Client::new();
+    let rest = client.get(gateway.url("/v1/echo/x")).send().await.unwrap();
+    assert_eq!(rest.status().as_u16(), 503);
+    let body: serde_json::Value = rest.json().await.unwrap();
+    assert_eq!(body["code"], 14);
+    let connect = client
+        .post(gateway.url("/conformance.v1.ConformanceService/Echo"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(connect.status().as_u16(), 503);
+    let body: serde_json::Value = connect.json().await.unwrap();
+    assert_eq!(body["code"], "unavailable");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_robin_skips_a_dead_endpoint() {
+    let pool = pool();
+    let upstream = start_upstream(pool, false).await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut config = base_config(upstream.addr);
+    config["upstreams"]["echo"]["endpoints"] = json!([
+        format!("http://{dead}"),
+        format!("http://{}", upstream.addr)
+    ]);
+    let gateway = start_gateway(config, &[]);
+    let client = reqwest::Client::new();
+    for i in 0..6 {
+        let response = client
+            .get(gateway.url(&format!("/v1/echo/r{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "call {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reflection_provides_the_descriptors() {
+    let upstream = start_upstream(pool(), true).await;
+    let config = json!({});
+    let url = format!("http://{}", upstream.addr);
+    let gateway = start_gateway(config, &["--reflect", "--upstream", &url]);
+    let response = reqwest::Client::new()
+        .get(gateway.url("/v1/echo/refl?i64=5"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.text().await.unwrap(), r#"{"s":"refl","i64":"5"}"#);
+}
+
+#[test]
+fn invalid_rules_are_refused_at_start_up() {
+    let root = repo();
+    let cases = [
+        (
+            "bad/conflict.proto",
+            "bound by both bad.v1.ConflictService.GetItem and bad.v1.ConflictService.FetchItem",
+        ),
+        (
+            "bad/template.proto",
+            "syntax error at column 14: expected '}'",
+        ),
+    ];
+    for (file, want) in cases {
+        let output = Command::new(switchyard_tests::binary())
+            .args([
+                "gateway",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "http://127.0.0.1:1",
+            ])
+            .arg("--proto")
+            .arg(file)
+            .arg("--proto-path")
+            .arg(root.join("tests/conformance"))
+            .arg("--proto-path")
+            .arg(root.join("proto"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{file} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(want), "{file}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openapi_document_is_served_and_printed() {
+    let upstream = start_upstream(pool(), false).await;
+    let gateway = start_gateway(base_config(upstream.addr), &[]);
+    let served: serde_json::Value = reqwest::get(gateway.url("/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(served["openapi"], "3.1.0");
+    assert!(served["paths"]["/v1/echo/{s}"]["get"].is_object());
+    assert!(served["paths"]["/opts/echo"]["post"].is_object());
+    let printed = Command::new(switchyard_tests::binary())
+        .args(["openapi", "--proto", "conformance/v1/conformance.proto"])
+        .arg("--proto-path")
+        .arg(repo().join("tests/conformance"))
+        .arg("--proto-path")
+        .arg(repo().join("proto"))
+        .output()
+        .unwrap();
+    assert!(printed.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Validated by a standard validator, from the interop Python environment.
+    let python = repo().join("tests/interop/python/.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run tests/interop/setup (it installs openapi-spec-validator)",
+        python.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("openapi.json");
+    std::fs::write(&path, &printed.stdout).unwrap();
+    let out = Command::new(&python)
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
