@@ -35,7 +35,9 @@ impl Api<'_> {
             "email": {"email": email, "isEmailVerified": true},
             "initialPassword": "Secret123!"
         });
-        let added = self.post("/management/v1/users/human", body, Some(org)).await;
+        let added = self
+            .post("/management/v1/users/human", body, Some(org))
+            .await;
         added["userId"].as_str().expect("userId").to_owned()
     }
 }
@@ -46,31 +48,61 @@ fn names(list: &Value) -> Vec<String> {
         .as_array()
         .expect("result")
         .iter()
-        .map(|u| u["userName"].as_str().or(u["username"].as_str()).expect("name").to_owned())
+        .map(|u| {
+            u["userName"]
+                .as_str()
+                .or(u["username"].as_str())
+                .expect("name")
+                .to_owned()
+        })
         .collect()
 }
 
 fn total(list: &Value) -> u64 {
-    list["details"]["totalResult"].as_str().unwrap_or("0").parse().expect("uint64 as string")
+    list["details"]["totalResult"]
+        .as_str()
+        .unwrap_or("0")
+        .parse()
+        .expect("uint64 as string")
 }
 
 #[tokio::test]
 async fn v1_and_v2_search_with_zitadels_queries() {
     let server = Server::start();
-    let api = Api { server: &server, http: reqwest::Client::new() };
-    let org_a = api.post("/management/v1/orgs", json!({"name": "Search A"}), None).await["id"]
+    let api = Api {
+        server: &server,
+        http: reqwest::Client::new(),
+    };
+    let org_a = api
+        .post("/management/v1/orgs", json!({"name": "Search A"}), None)
+        .await["id"]
         .as_str()
         .expect("org")
         .to_owned();
-    let org_b = api.post("/management/v1/orgs", json!({"name": "Search B"}), None).await["id"]
+    let org_b = api
+        .post("/management/v1/orgs", json!({"name": "Search B"}), None)
+        .await["id"]
         .as_str()
         .expect("org")
         .to_owned();
-    let anna = api.add_human(&org_a, "s-anna", "Anna", "anna@alpha.example").await;
-    let _bert = api.add_human(&org_a, "s-bert", "Bert", "BERT@alpha.example").await;
-    let _carl = api.add_human(&org_a, "s-carl", "Carl", "carl@gamma.example").await;
-    let dora = api.add_human(&org_b, "s-dora", "Dora", "dora@beta.example").await;
-    api.post(&format!("/management/v1/users/{anna}/_deactivate"), json!({}), Some(&org_a)).await;
+    let anna = api
+        .add_human(&org_a, "s-anna", "Anna", "anna@alpha.example")
+        .await;
+    let _bert = api
+        .add_human(&org_a, "s-bert", "Bert", "BERT@alpha.example")
+        .await;
+    let _carl = api
+        .add_human(&org_a, "s-carl", "Carl", "carl@gamma.example")
+        .await;
+    let dora = api
+        .add_human(&org_b, "s-dora", "Dora", "dora@beta.example")
+        .await;
+    api.post(
+        &format!("/management/v1/users/{anna}/_deactivate"),
+        json!({}),
+        Some(&org_a),
+    )
+    .await;
     let robot = api
         .post(
             "/management/v1/users/machine",
@@ -82,9 +114,7 @@ async fn v1_and_v2_search_with_zitadels_queries() {
         .expect("machine")
         .to_owned();
 
-    let v1 = |queries: Value, query: Value, sorting: &str| {
-        json!({"query": query, "sortingColumn": sorting, "queries": queries})
-    };
+    let v1 = |queries: Value, query: Value, sorting: &str| json!({"query": query, "sortingColumn": sorting, "queries": queries});
     let by_name = json!({"asc": true});
     struct Case {
         name: &'static str,
@@ -141,19 +171,31 @@ async fn v1_and_v2_search_with_zitadels_queries() {
         },
         Case {
             name: "state",
-            body: v1(json!([{"stateQuery": {"state": "USER_STATE_INACTIVE"}}]), by_name.clone(), "USER_FIELD_NAME_USER_NAME"),
+            body: v1(
+                json!([{"stateQuery": {"state": "USER_STATE_INACTIVE"}}]),
+                by_name.clone(),
+                "USER_FIELD_NAME_USER_NAME",
+            ),
             want: vec!["s-anna"],
             total: 1,
         },
         Case {
             name: "type",
-            body: v1(json!([{"typeQuery": {"type": "TYPE_MACHINE"}}]), by_name.clone(), "USER_FIELD_NAME_USER_NAME"),
+            body: v1(
+                json!([{"typeQuery": {"type": "TYPE_MACHINE"}}]),
+                by_name.clone(),
+                "USER_FIELD_NAME_USER_NAME",
+            ),
             want: vec!["s-robot"],
             total: 1,
         },
         Case {
             name: "paging keeps the total; descending",
-            body: v1(json!([]), json!({"offset": "1", "limit": 2, "asc": false}), "USER_FIELD_NAME_USER_NAME"),
+            body: v1(
+                json!([]),
+                json!({"offset": "1", "limit": 2, "asc": false}),
+                "USER_FIELD_NAME_USER_NAME",
+            ),
             want: vec!["s-carl", "s-bert"],
             total: 4,
         },
@@ -172,7 +214,9 @@ async fn v1_and_v2_search_with_zitadels_queries() {
         },
     ];
     for case in cases {
-        let list = api.post("/management/v1/users/_search", case.body, Some(&org_a)).await;
+        let list = api
+            .post("/management/v1/users/_search", case.body, Some(&org_a))
+            .await;
         assert_eq!(names(&list), case.want, "{}", case.name);
         assert_eq!(total(&list), case.total, "{}: {list}", case.name);
     }
@@ -197,14 +241,20 @@ async fn v1_and_v2_search_with_zitadels_queries() {
             None,
         )
         .await;
-    assert_eq!(names(&list), vec!["s-anna", "s-bert", "s-carl", "s-dora", "s-robot"]);
+    assert_eq!(
+        names(&list),
+        vec!["s-anna", "s-bert", "s-carl", "s-dora", "s-robot"]
+    );
     assert_eq!(total(&list), 5);
     let list = api
         .post("/v2/users", json!({"queries": [{"inUserIdsQuery": {"userIds": [dora, anna]}}], "query": {"asc": true}, "sortingColumn": "USER_FIELD_NAME_FIRST_NAME"}), None)
         .await;
     assert_eq!(names(&list), vec!["s-anna", "s-dora"]);
     assert_eq!(list["result"][0]["state"], "USER_STATE_INACTIVE");
-    assert_eq!(list["result"][0]["preferredLoginName"], "s-anna@search-a.localhost");
+    assert_eq!(
+        list["result"][0]["preferredLoginName"],
+        "s-anna@search-a.localhost"
+    );
 
     // A malformed query is INVALID_ARGUMENT, not a crash.
     let response = api

@@ -25,12 +25,12 @@ pub fn grpc_answer() -> ReactivateUserResponse {
     }
 }
 
-/// The address to listen on: the first argument, else `127.0.0.1:18080`.
+/// The address to listen on: the first argument, else `127.0.0.1:38080`.
 ///
 /// # Errors
 ///
 /// An argument that is not a socket address.
 pub fn listen_addr() -> anyhow::Result<SocketAddr> {
     let arg = std::env::args().nth(1);
-    Ok(arg.as_deref().unwrap_or("127.0.0.1:18080").parse()?)
+    Ok(arg.as_deref().unwrap_or("127.0.0.1:38080").parse()?)
 }

@@ -180,8 +180,9 @@ where
         return protocol::full_response(StatusCode::OK, "application/json", doc.clone());
     }
     // Look the route up before reading the body: a 404 or 405 need not wait for it.
-    match state.routes.find(&parts.method, parts.uri.path()) {
-        Ok(_) => {}
+    // The one route lookup of the request: its match is used again below.
+    let found = match state.routes.find(&parts.method, parts.uri.path()) {
+        Ok(found) => found,
         Err(RouteError::NotFound) => {
             let status = Status::not_found(format!(
                 "no route for {} {}",
@@ -208,7 +209,7 @@ where
             }
             return response;
         }
-    }
+    };
     let limit = state.opts.max_message_bytes;
     let outcome = async {
         let body = match read_body(body, limit).await {
@@ -220,13 +221,8 @@ where
             }
             Err(status) => return Err(status),
         };
-        let grpc_path = state
-            .routes
-            .find(&parts.method, parts.uri.path())
-            .map(|m| m.route().grpc_path().to_owned())
-            .unwrap_or_default();
-        let json = state.json_for(&grpc_path);
-        let call = rest::decode_request(&state.routes, json, &parts, body)?;
+        let json = state.json_for(found.route().grpc_path());
+        let call = rest::decode_matched(&found, json, &parts, body)?;
         let method = call.route().method().clone();
         if method.is_client_streaming() {
             return Err(Status::unimplemented(format!(

@@ -15,9 +15,8 @@ async fn answer(
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     // Read the body as a real handler must; a failed read still gets the answer.
     let _ = request.into_body().collect().await;
-    let mut response = hyper::Response::new(Full::new(Bytes::from_static(
-        switchyard_bench::REST_ANSWER,
-    )));
+    let mut response =
+        hyper::Response::new(Full::new(Bytes::from_static(switchyard_bench::REST_ANSWER)));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),

@@ -45,7 +45,8 @@ impl tower::Service<http::Request<tonic::body::Body>> for Service {
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         Box::pin(async move {
-            let codec = tonic_prost::ProstCodec::<ReactivateUserResponse, ReactivateUserRequest>::default();
+            let codec =
+                tonic_prost::ProstCodec::<ReactivateUserResponse, ReactivateUserRequest>::default();
             Ok(tonic::server::Grpc::new(codec).unary(Fixed, request).await)
         })
     }

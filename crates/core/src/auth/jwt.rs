@@ -155,11 +155,10 @@ impl JwtVerifier {
             }
             due
         };
-        if refreshed {
-            if let Some(found) = self.find(kid).await? {
+        if refreshed
+            && let Some(found) = self.find(kid).await? {
                 return Ok(found);
             }
-        }
         Err(invalid("unknown key id"))
     }
 

@@ -1,6 +1,7 @@
 //! Authentication (personal access tokens in `Authorization: Bearer`) and authorization
 //! (roles in the instance or an org, and the permissions they grant).
 
+pub mod cache;
 pub mod jwt;
 pub mod password;
 
@@ -72,6 +73,21 @@ pub async fn authenticate(
     authorization: Option<&str>,
     now_us: i64,
 ) -> Result<Caller, DomainError> {
+    authenticate_cached(store, jwt, None, authorization, now_us).await
+}
+
+/// As [`authenticate`], answering personal access tokens from `cache` when it holds them and
+/// filling it otherwise (see [`cache`] for how stale an answer can be).
+///
+/// # Errors
+/// As [`authenticate`].
+pub async fn authenticate_cached(
+    store: &dyn EventStore,
+    jwt: Option<&jwt::JwtVerifier>,
+    cache: Option<&cache::TokenCache>,
+    authorization: Option<&str>,
+    now_us: i64,
+) -> Result<Caller, DomainError> {
     let header = authorization.ok_or_else(|| unauthenticated("auth header missing"))?;
     let token = header
         .strip_prefix("Bearer ")
@@ -79,9 +95,18 @@ pub async fn authenticate(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| unauthenticated("invalid auth header: expected 'Bearer <token>'"))?;
-    let user_id = match jwt {
-        Some(verifier) if jwt::looks_like_jwt(token) => verifier.verify(token).await?,
-        _ => personal_access_token_user(store, token, now_us).await?,
+    let (user_id, cached) = match jwt {
+        Some(verifier) if jwt::looks_like_jwt(token) => (verifier.verify(token).await?, None),
+        _ => {
+            let hash = hash_secret(token);
+            if let Some(caller) = cache.and_then(|c| c.get(&hash, now_us)) {
+                return Ok(caller);
+            }
+            // Taken before the store is read: an invalidation after it keeps this answer out.
+            let generation = cache.map(cache::TokenCache::generation);
+            let (user_id, expiration_us) = personal_access_token_user(store, &hash, now_us).await?;
+            (user_id, generation.map(|g| (hash, expiration_us, g)))
+        }
     };
     let user = store
         .user(&user_id)
@@ -95,34 +120,38 @@ pub async fn authenticate(
         .memberships(&user.id)
         .await
         .map_err(crate::command::store_error)?;
-    Ok(Caller {
+    let caller = Caller {
         user_id: user.id,
         org_id: user.resource_owner,
         memberships,
-    })
+    };
+    if let (Some(cache), Some((hash, expiration_us, generation))) = (cache, cached) {
+        cache.insert(hash, &caller, expiration_us, generation);
+    }
+    Ok(caller)
 }
 
-/// The user a personal access token belongs to, if the token is known and not expired.
+/// The user a personal access token (by its hash) belongs to and the token's expiry, if the
+/// token is known and not expired.
 async fn personal_access_token_user(
     store: &dyn EventStore,
-    token: &str,
+    hash: &[u8; 32],
     now_us: i64,
-) -> Result<String, DomainError> {
-    let hash = hash_secret(token);
+) -> Result<(String, Option<i64>), DomainError> {
     let stored = store
-        .token_by_hash(&hash)
+        .token_by_hash(hash)
         .await
-        .map_err(|e| crate::command::store_error(e))?
+        .map_err(crate::command::store_error)?
         .ok_or_else(|| unauthenticated("Token is invalid"))?;
     // The lookup was by hash already; compare again in constant time so that timing never
     // depends on how much of a guessed hash matched an index entry.
-    if !bool::from(stored.hash.ct_eq(&hash)) {
+    if !bool::from(stored.hash.ct_eq(hash)) {
         return Err(unauthenticated("Token is invalid"));
     }
     if stored.expiration_us.is_some_and(|exp| exp <= now_us) {
         return Err(unauthenticated("Token is expired"));
     }
-    Ok(stored.user_id)
+    Ok((stored.user_id, stored.expiration_us))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{Attempt, Core, Details, OrgContext, store_error, with_retry};
+use super::{Attempt, Core, Details, OrgContext, next_user_event, store_error, with_retry};
 use crate::auth::Caller;
 use crate::domain::event::{AggregateType, EventType, NewEvent};
 use crate::domain::org::{MemberScope, Membership, ORG_ROLES};
@@ -132,7 +132,7 @@ impl Core {
                 creator: caller.user_id.clone(),
                 created_us: now,
             };
-            self.store
+            self
                 .commit(Commit { events: vec![event], writes: vec![ProjectionWrite::User(user.clone())] })
                 .await?;
             let details = Details { sequence: 1, created_us: now, changed_us: now, resource_owner: user.resource_owner.clone() };
@@ -180,8 +180,6 @@ impl Core {
                 )));
             }
             let now = now_us();
-            user.sequence += 1;
-            user.changed_us = now;
             let token = PersonalAccessToken {
                 id: token_id.clone(),
                 user_id: user.id.clone(),
@@ -190,31 +188,21 @@ impl Core {
                 expiration_us,
                 created_us: now,
             };
-            let event = NewEvent {
-                aggregate_type: AggregateType::User,
-                aggregate_id: user.id.clone(),
-                sequence: user.sequence,
-                event_type: EventType::PersonalAccessTokenAdded,
-                payload: json!({ "tokenId": token.id, "expirationUs": expiration_us }),
-                resource_owner: user.resource_owner.clone(),
-                creator: caller.user_id.clone(),
-                created_us: now,
-            };
-            let details = Details {
-                sequence: user.sequence,
-                created_us: now,
-                changed_us: now,
-                resource_owner: user.resource_owner.clone(),
-            };
-            self.store
-                .commit(Commit {
-                    events: vec![event],
-                    writes: vec![
-                        ProjectionWrite::User(user),
-                        ProjectionWrite::Token(token.clone()),
-                    ],
-                })
-                .await?;
+            let (event, details) = next_user_event(
+                &mut user,
+                EventType::PersonalAccessTokenAdded,
+                json!({ "tokenId": token.id, "expirationUs": expiration_us }),
+                &caller.user_id,
+                now,
+            );
+            self.commit(Commit {
+                events: vec![event],
+                writes: vec![
+                    ProjectionWrite::User(user),
+                    ProjectionWrite::Token(token.clone()),
+                ],
+            })
+            .await?;
             Ok(IssuedToken {
                 token,
                 secret: secret.clone(),
@@ -274,35 +262,23 @@ impl Core {
                 )));
             }
             let now = now_us();
-            user.sequence += 1;
-            user.changed_us = now;
-            let event = NewEvent {
-                aggregate_type: AggregateType::User,
-                aggregate_id: user.id.clone(),
-                sequence: user.sequence,
-                event_type: EventType::PersonalAccessTokenRemoved,
-                payload: json!({ "tokenId": token_id }),
-                resource_owner: user.resource_owner.clone(),
-                creator: caller.user_id.clone(),
-                created_us: now,
-            };
-            let details = Details {
-                sequence: user.sequence,
-                created_us: now,
-                changed_us: now,
-                resource_owner: user.resource_owner.clone(),
-            };
-            self.store
-                .commit(Commit {
-                    events: vec![event],
-                    writes: vec![
-                        ProjectionWrite::User(user),
-                        ProjectionWrite::RemoveToken {
-                            id: token_id.to_owned(),
-                        },
-                    ],
-                })
-                .await?;
+            let (event, details) = next_user_event(
+                &mut user,
+                EventType::PersonalAccessTokenRemoved,
+                json!({ "tokenId": token_id }),
+                &caller.user_id,
+                now,
+            );
+            self.commit(Commit {
+                events: vec![event],
+                writes: vec![
+                    ProjectionWrite::User(user),
+                    ProjectionWrite::RemoveToken {
+                        id: token_id.to_owned(),
+                    },
+                ],
+            })
+            .await?;
             Ok(details)
         })
         .await
@@ -427,12 +403,11 @@ impl Core {
                 changed_us: now,
                 resource_owner: org.id.clone(),
             };
-            self.store
-                .commit(Commit {
-                    events: vec![event],
-                    writes: vec![ProjectionWrite::Org(org), write],
-                })
-                .await?;
+            self.commit(Commit {
+                events: vec![event],
+                writes: vec![ProjectionWrite::Org(org), write],
+            })
+            .await?;
             Ok(details)
         })
         .await

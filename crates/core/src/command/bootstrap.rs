@@ -140,7 +140,7 @@ impl Core {
                 roles: vec!["IAM_OWNER".to_owned()],
             }),
         ]);
-        match self.store.commit(commit).await {
+        match self.commit(commit).await {
             Ok(()) => Ok(BootstrapResult::Created {
                 org_id,
                 admin_user_id: admin_id,

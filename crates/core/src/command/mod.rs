@@ -42,6 +42,8 @@ pub struct Core {
     ids: Arc<IdGenerator>,
     external_domain: Arc<str>,
     jwt: Option<Arc<crate::auth::jwt::JwtVerifier>>,
+    /// Verified personal access tokens, invalidated by [`Core::commit`].
+    tokens: Arc<crate::auth::cache::TokenCache>,
 }
 
 impl Core {
@@ -52,7 +54,29 @@ impl Core {
             ids: Arc::new(IdGenerator::new()),
             external_domain: external_domain.into(),
             jwt: None,
+            tokens: Arc::new(crate::auth::cache::TokenCache::default()),
         }
+    }
+
+    /// Caches verified personal access tokens for `ttl` (default
+    /// [`crate::auth::cache::TTL`]); `Duration::ZERO` turns the cache off.
+    pub fn with_token_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.tokens = Arc::new(crate::auth::cache::TokenCache::new(ttl));
+        self
+    }
+
+    /// Commits through the store, then drops the cached callers the commit may have changed.
+    ///
+    /// # Errors
+    /// The store's.
+    pub(crate) async fn commit(&self, commit: crate::store::Commit) -> Result<(), StoreError> {
+        let invalidation = crate::auth::cache::Invalidation::of(&commit);
+        let result = self.store.commit(commit).await;
+        // Also after a failure: a backend error may leave it unknown whether the commit landed.
+        if !invalidation.is_empty() {
+            self.tokens.invalidate(&invalidation);
+        }
+        result
     }
 
     /// Also accepts JWT access tokens that `verifier` validates (`sub` is the user id).
@@ -74,14 +98,45 @@ impl Core {
         &self,
         authorization: Option<&str>,
     ) -> Result<crate::auth::Caller, DomainError> {
-        crate::auth::authenticate(
+        crate::auth::authenticate_cached(
             self.store(),
             self.jwt.as_deref(),
+            Some(&self.tokens),
             authorization,
             crate::domain::now_us(),
         )
         .await
     }
+}
+
+/// The next event of `user`: bumps its sequence and change time to `now` and returns the event
+/// with the details a manipulation answers (the event's sequence and time, the owner).
+pub(crate) fn next_user_event(
+    user: &mut crate::domain::user::User,
+    event_type: crate::domain::event::EventType,
+    payload: serde_json::Value,
+    creator: &str,
+    now: i64,
+) -> (crate::domain::event::NewEvent, Details) {
+    user.sequence += 1;
+    user.changed_us = now;
+    let event = crate::domain::event::NewEvent {
+        aggregate_type: crate::domain::event::AggregateType::User,
+        aggregate_id: user.id.clone(),
+        sequence: user.sequence,
+        event_type,
+        payload,
+        resource_owner: user.resource_owner.clone(),
+        creator: creator.to_owned(),
+        created_us: now,
+    };
+    let details = Details {
+        sequence: user.sequence,
+        created_us: now,
+        changed_us: now,
+        resource_owner: user.resource_owner.clone(),
+    };
+    (event, details)
 }
 
 /// Maps a store failure to the domain error a client sees. Conflicts that survive every retry

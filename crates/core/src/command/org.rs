@@ -77,7 +77,7 @@ impl Core {
                 changed_us: now,
             };
             let (commit, details) = add_org_commit(&org, caller, now);
-            self.store.commit(commit).await.map_err(Attempt::Store)?;
+            self.commit(commit).await.map_err(Attempt::Store)?;
             Ok((org, details))
         })
         .await

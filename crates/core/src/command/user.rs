@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{Attempt, Core, Details, OrgContext, store_error, with_retry};
+use super::{Attempt, Core, Details, OrgContext, next_user_event, store_error, with_retry};
 use crate::auth::{Caller, password};
 use crate::domain::event::{AggregateType, EventType, NewEvent};
 use crate::domain::org::Permission;
@@ -98,11 +98,10 @@ async fn prepare_human(new: &mut NewHuman) -> Result<Option<String>, DomainError
             "Username must not contain whitespace",
         ));
     }
-    if let Some(id) = &new.user_id {
-        if id.trim().is_empty() || id.len() > 200 {
+    if let Some(id) = &new.user_id
+        && (id.trim().is_empty() || id.len() > 200) {
             return Err(invalid("USER-ID-INVALID", "User ID is invalid"));
         }
-    }
     match new.password.take() {
         None => Ok(None),
         Some(PasswordInput::Plain(plain)) => {
@@ -200,7 +199,7 @@ impl Core {
                 events: vec![event],
                 writes: vec![ProjectionWrite::User(user.clone())],
             };
-            self.store.commit(commit).await?;
+            self.commit(commit).await?;
             let details = Details {
                 sequence: 1,
                 created_us: now,
@@ -251,30 +250,13 @@ impl Core {
             if let Some(state) = event_type.user_state_after() {
                 user.state = state;
             }
-            user.sequence += 1;
-            user.changed_us = now;
-            let event = NewEvent {
-                aggregate_type: AggregateType::User,
-                aggregate_id: user.id.clone(),
-                sequence: user.sequence,
-                event_type,
-                payload: json!({}),
-                resource_owner: user.resource_owner.clone(),
-                creator: caller.user_id.clone(),
-                created_us: now,
-            };
-            let details = Details {
-                sequence: user.sequence,
-                created_us: now,
-                changed_us: now,
-                resource_owner: user.resource_owner.clone(),
-            };
-            self.store
-                .commit(Commit {
-                    events: vec![event],
-                    writes: vec![ProjectionWrite::User(user)],
-                })
-                .await?;
+            let (event, details) =
+                next_user_event(&mut user, event_type, json!({}), &caller.user_id, now);
+            self.commit(Commit {
+                events: vec![event],
+                writes: vec![ProjectionWrite::User(user)],
+            })
+            .await?;
             Ok(details)
         })
         .await
@@ -297,13 +279,12 @@ impl Core {
         let user = scope
             .visible(self.store.user(user_id).await.map_err(store_error)?)
             .ok_or_else(|| DomainError::not_found("QUERY-Dfbg2", "User could not be found"))?;
-        if let UserScope::V2 = scope {
-            if caller.user_id != user.id
+        if let UserScope::V2 = scope
+            && caller.user_id != user.id
                 && !caller.has_permission(Permission::UserRead, &user.resource_owner)
             {
                 return Err(v2_permission_denied());
             }
-        }
         Ok(user)
     }
 

@@ -200,7 +200,7 @@ impl Api for ManagementService {
         observe("zitadel.management.v1.ManagementService/ListUsers", async {
             let (caller, ctx) = self.context(&request, Permission::UserRead).await?;
             let req = request.get_ref();
-            let list = req.query.clone().unwrap_or_default();
+            let list = req.query.unwrap_or_default();
             let query = UserQuery {
                 filters: req
                     .queries
@@ -417,7 +417,7 @@ impl Api for ManagementService {
             async {
                 let (_, ctx) = self.context(&request, Permission::UserRead).await?;
                 let req = request.get_ref();
-                let query = req.query.clone().unwrap_or_default();
+                let query = req.query.unwrap_or_default();
                 let events = self
                     .core
                     .user_changes(&ctx, &req.user_id, query.sequence, query.limit, query.asc)
@@ -503,7 +503,7 @@ impl Api for ManagementService {
                 let (_, ctx) = self.context(&request, Permission::UserRead).await?;
                 let req = request.get_ref();
                 let tokens = self.core.personal_access_tokens(&ctx, &req.user_id).await?;
-                let list = req.query.clone().unwrap_or_default();
+                let list = req.query.unwrap_or_default();
                 let total = tokens.len() as u64;
                 let limit = if list.limit == 0 {
                     usize::MAX
@@ -648,7 +648,7 @@ impl Api for ManagementService {
                     }
                 }
                 let total = result.len() as u64;
-                let list = req.query.clone().unwrap_or_default();
+                let list = req.query.unwrap_or_default();
                 let limit = if list.limit == 0 {
                     usize::MAX
                 } else {

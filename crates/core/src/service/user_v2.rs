@@ -186,7 +186,7 @@ impl Api for UserService {
         observe("zitadel.user.v2.UserService/ListUsers", async {
             let caller = caller(&self.core, &request).await?;
             let req = request.get_ref();
-            let list = req.query.clone().unwrap_or_default();
+            let list = req.query.unwrap_or_default();
             let query = UserQuery {
                 filters: req
                     .queries

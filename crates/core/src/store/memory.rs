@@ -495,7 +495,7 @@ fn matches(user: &User, filter: &UserFilter) -> bool {
         UserFilter::IsHuman(human) => {
             matches!(user.kind, crate::domain::user::UserKind::Human(_)) == *human
         }
-        UserFilter::InIds(ids) => ids.iter().any(|id| *id == user.id),
+        UserFilter::InIds(ids) => ids.contains(&user.id),
         UserFilter::InEmails(emails) => emails.iter().any(|e| e == user.email()),
         UserFilter::Org(org) => user.resource_owner == *org,
         UserFilter::And(parts) => parts.iter().all(|p| matches(user, p)),

@@ -196,16 +196,15 @@ fn backend(e: rusqlite::Error) -> StoreError {
 
 /// Maps a constraint failure to the domain's meaning; anything else is a backend error.
 fn classify(e: rusqlite::Error, aggregate: Option<(&str, u64)>) -> StoreError {
-    if let rusqlite::Error::SqliteFailure(code, Some(msg)) = &e {
-        if code.code == rusqlite::ErrorCode::ConstraintViolation {
-            if msg.contains("events.") {
-                if let Some((aggregate_id, sequence)) = aggregate {
+    if let rusqlite::Error::SqliteFailure(code, Some(msg)) = &e
+        && code.code == rusqlite::ErrorCode::ConstraintViolation {
+            if msg.contains("events.")
+                && let Some((aggregate_id, sequence)) = aggregate {
                     return StoreError::VersionConflict {
                         aggregate_id: aggregate_id.to_owned(),
                         sequence,
                     };
                 }
-            }
             if msg.contains("users.username_key") {
                 return StoreError::UniqueViolation {
                     constraint: "username",
@@ -217,7 +216,6 @@ fn classify(e: rusqlite::Error, aggregate: Option<(&str, u64)>) -> StoreError {
                 };
             }
         }
-    }
     backend(e)
 }
 
