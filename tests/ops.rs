@@ -293,6 +293,43 @@ fn read_to_close(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The number after `name` (a counter or a histogram's `_count`) in the exposition.
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn store_commits_are_measured() {
+    let server = Server::start();
+    let client = reqwest::Client::new();
+    for name in ["Metered A", "Metered B"] {
+        let response = client
+            .post(format!("{}/management/v1/orgs", server.url()))
+            .header("authorization", server.bearer())
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let url = format!("{}/metrics", server.url());
+    let text = eventually("two store commits in /metrics", || {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let text = client.get(&url).send().await.ok()?.text().await.ok()?;
+            (sample(&text, "switchyard_store_commit_duration_seconds_count")? >= 2.0).then_some(text)
+        }
+    })
+    .await;
+    assert!(sample(&text, "switchyard_store_commit_batch_size_count").is_some_and(|n| n >= 2.0));
+    assert!(sample(&text, "switchyard_store_commit_batch_size_sum").is_some_and(|n| n >= 2.0));
+}
+
 #[tokio::test]
 async fn readyz_fails_while_draining_and_the_in_flight_call_completes() {
     let (mut server, _tmp) = start_with_config(

@@ -110,6 +110,13 @@ where
     B::Error: Into<BoxError>,
 {
     let metrics = Arc::new(Metrics::new());
+    {
+        // Store commits (one per group-commit batch) feed the commit latency and batch size.
+        let metrics = Arc::clone(&metrics);
+        switchyard_core::store::stats::set_commit_observer(move |took, batch| {
+            metrics.observe_store_commit(took, batch);
+        });
+    }
     let health = Arc::new(Health::new(Some(probe)));
     let ops = OpsLayer::new(Arc::clone(&metrics), Arc::clone(&health));
     let service = ops.layer(service);

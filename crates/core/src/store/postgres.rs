@@ -260,6 +260,8 @@ async fn run_committer(pool: Pool, mut rx: mpsc::Receiver<Pending>) {
 }
 
 async fn commit_batch(pool: &Pool, batch: Vec<Pending>) {
+    let started = std::time::Instant::now();
+    let size = batch.len();
     let mut client = match pool.get().await {
         Ok(client) => client,
         Err(e) => {
@@ -291,6 +293,7 @@ async fn commit_batch(pool: &Pool, batch: Vec<Pending>) {
     }
     match tx.commit().await {
         Ok(()) => {
+            super::stats::record(started.elapsed(), size);
             for (pending, outcome) in outcomes {
                 let _ = pending.reply.send(outcome);
             }
@@ -710,10 +713,13 @@ impl EventStore for PostgresStore {
                 .await
                 .map_err(|_| StoreError::Backend("group committer stopped".to_owned()))?;
         }
+        let started = std::time::Instant::now();
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
         apply_commit(&tx, &commit).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        super::stats::record(started.elapsed(), 1);
+        Ok(())
     }
 
     async fn user(&self, id: &str) -> Result<Option<User>, StoreError> {

@@ -591,7 +591,10 @@ impl EventStore for SqliteStore {
         let inner = Arc::clone(&self.inner);
         run_blocking(move || {
             let mut conn = lock(&inner.writer);
-            apply_commit(&mut conn, &commit)
+            let started = std::time::Instant::now();
+            apply_commit(&mut conn, &commit)?;
+            super::stats::record(started.elapsed(), 1);
+            Ok(())
         })
         .await
     }

@@ -68,6 +68,8 @@ fn run(writer: &Mutex<Connection>, rx: &mpsc::Receiver<Pending>) {
 
 /// Commits `batch` as one transaction and answers each commit.
 fn commit_batch(conn: &mut Connection, batch: Vec<Pending>) {
+    let started = std::time::Instant::now();
+    let size = batch.len();
     let tx = match conn.transaction() {
         Ok(tx) => tx,
         Err(e) => {
@@ -87,6 +89,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Pending>) {
     }
     match tx.commit() {
         Ok(()) => {
+            crate::store::stats::record(started.elapsed(), size);
             for (pending, outcome) in outcomes {
                 let _ = pending.reply.send(outcome);
             }
