@@ -20,87 +20,20 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use super::query::{TextMatch, TextMethod, UserFilter, UserQuery, UserSort};
+use super::query::UserQuery;
 use super::{Commit, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage};
 use crate::domain::org::{MemberScope, Membership, Org};
 use crate::domain::token::PersonalAccessToken;
 use crate::domain::user::{User, UserKind, UserState};
+use group_commit::run_committer;
+use migrate::migrate;
+use query::{Params, render_filter, sort_column};
 
 /// Default and maximum page sizes of a user search, as ZITADEL's defaults.
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 /// The most commits one group-commit transaction takes.
 const MAX_BATCH: usize = 256;
-/// Key of the advisory lock that serialises migrations across nodes ("swyd" in ASCII).
-const MIGRATION_LOCK: i64 = 0x7377_7964;
-
-/// Embedded migrations, applied in order, each once (recorded in `switchyard_migrations`).
-/// Never edit a released one: append a new one.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
-CREATE TABLE events (
-    position        BIGSERIAL PRIMARY KEY,
-    aggregate_type  TEXT   NOT NULL,
-    aggregate_id    TEXT   NOT NULL,
-    sequence        BIGINT NOT NULL,
-    event_type      TEXT   NOT NULL,
-    payload         JSONB  NOT NULL,
-    resource_owner  TEXT   NOT NULL,
-    creator         TEXT   NOT NULL,
-    created_us      BIGINT NOT NULL,
-    CONSTRAINT events_aggregate_sequence UNIQUE (aggregate_type, aggregate_id, sequence)
-);
-CREATE INDEX events_aggregate_id ON events (aggregate_id, sequence);
-CREATE TABLE orgs (
-    id              TEXT PRIMARY KEY,
-    name            TEXT NOT NULL,
-    name_key        TEXT NOT NULL,
-    primary_domain  TEXT NOT NULL,
-    sequence        BIGINT NOT NULL,
-    created_us      BIGINT NOT NULL,
-    changed_us      BIGINT NOT NULL,
-    CONSTRAINT orgs_name_key UNIQUE (name_key)
-);
-CREATE TABLE users (
-    id              TEXT PRIMARY KEY,
-    resource_owner  TEXT    NOT NULL,
-    username        TEXT    NOT NULL,
-    username_key    TEXT    NOT NULL,
-    state           TEXT    NOT NULL,
-    is_human        BOOLEAN NOT NULL,
-    first_name      TEXT    NOT NULL,
-    last_name       TEXT    NOT NULL,
-    nick_name       TEXT    NOT NULL,
-    display_name    TEXT    NOT NULL,
-    email           TEXT    NOT NULL,
-    data            TEXT    NOT NULL,
-    password_hash   TEXT,
-    sequence        BIGINT  NOT NULL,
-    created_us      BIGINT  NOT NULL,
-    changed_us      BIGINT  NOT NULL
-);
--- User names are unique in the instance while the user exists (a removed user frees its name).
-CREATE UNIQUE INDEX users_username_key ON users (username_key) WHERE state <> 'deleted';
-CREATE INDEX users_owner ON users (resource_owner, created_us);
-CREATE TABLE members (
-    scope           TEXT NOT NULL,
-    user_id         TEXT NOT NULL,
-    roles           TEXT NOT NULL,
-    PRIMARY KEY (scope, user_id)
-);
-CREATE INDEX members_user ON members (user_id);
-CREATE TABLE tokens (
-    id              TEXT PRIMARY KEY,
-    user_id         TEXT   NOT NULL,
-    resource_owner  TEXT   NOT NULL,
-    hash            BYTEA  NOT NULL UNIQUE,
-    expiration_us   BIGINT,
-    created_us      BIGINT NOT NULL
-);
-"#,
-)];
-
 /// How a [`PostgresStore`] connects and commits.
 #[derive(Debug, Clone)]
 pub struct PostgresOptions {
@@ -196,129 +129,6 @@ impl PostgresStore {
             .get()
             .await
             .map_err(|e| StoreError::Backend(format!("database connection: {e}")))
-    }
-}
-
-/// Applies the migrations not yet applied, holding the migration advisory lock for the whole
-/// transaction so that concurrent starts apply each exactly once.
-async fn migrate(pool: &Pool, schema: Option<&str>) -> Result<(), StoreError> {
-    let mut client = pool
-        .get()
-        .await
-        .map_err(|e| StoreError::Backend(format!("database connection: {e}")))?;
-    let tx = client.transaction().await.map_err(backend)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(backend)?;
-    if let Some(schema) = schema {
-        // Checked to be a plain identifier by the caller.
-        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-            .await
-            .map_err(backend)?;
-    }
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS switchyard_migrations (
-             version    INTEGER PRIMARY KEY,
-             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-         )",
-    )
-    .await
-    .map_err(backend)?;
-    for (version, sql) in MIGRATIONS {
-        let applied = tx
-            .query_opt(
-                "SELECT 1 FROM switchyard_migrations WHERE version = $1",
-                &[version],
-            )
-            .await
-            .map_err(backend)?
-            .is_some();
-        if applied {
-            continue;
-        }
-        tx.batch_execute(sql)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migration {version}: {e}")))?;
-        tx.execute(
-            "INSERT INTO switchyard_migrations (version) VALUES ($1)",
-            &[version],
-        )
-        .await
-        .map_err(backend)?;
-        tracing::info!(version, "applied database migration");
-    }
-    tx.commit().await.map_err(backend)
-}
-
-/// The group committer: takes what is waiting (up to [`MAX_BATCH`]), commits it as one
-/// transaction, answers each, repeats. Ends when every store handle is dropped.
-async fn run_committer(pool: Pool, mut rx: mpsc::Receiver<Pending>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit_batch(&pool, std::mem::take(&mut batch)).await;
-    }
-}
-
-async fn commit_batch(pool: &Pool, batch: Vec<Pending>) {
-    let started = std::time::Instant::now();
-    let size = batch.len();
-    let mut client = match pool.get().await {
-        Ok(client) => client,
-        Err(e) => {
-            let message = format!("database connection: {e}");
-            for pending in batch {
-                let _ = pending
-                    .reply
-                    .send(Err(StoreError::Backend(message.clone())));
-            }
-            return;
-        }
-    };
-    let mut tx = match client.transaction().await {
-        Ok(tx) => tx,
-        Err(e) => {
-            let message = e.to_string();
-            for pending in batch {
-                let _ = pending
-                    .reply
-                    .send(Err(StoreError::Backend(message.clone())));
-            }
-            return;
-        }
-    };
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for pending in batch {
-        let outcome = apply_in_savepoint(&mut tx, &pending.commit).await;
-        outcomes.push((pending, outcome));
-    }
-    match tx.commit().await {
-        Ok(()) => {
-            super::stats::record(started.elapsed(), size);
-            for (pending, outcome) in outcomes {
-                let _ = pending.reply.send(outcome);
-            }
-        }
-        Err(e) => {
-            // Nothing of the batch is kept: those that had succeeded fail now.
-            let message = e.to_string();
-            for (pending, outcome) in outcomes {
-                let _ = pending
-                    .reply
-                    .send(outcome.and(Err(StoreError::Backend(message.clone()))));
-            }
-        }
-    }
-}
-
-/// One commit of a batch inside its own SAVEPOINT: on failure only it is rolled back.
-async fn apply_in_savepoint(tx: &mut Transaction<'_>, commit: &Commit) -> Result<(), StoreError> {
-    let savepoint = tx.savepoint("sy_commit").await.map_err(backend)?;
-    match apply_commit(&savepoint, commit).await {
-        Ok(()) => savepoint.commit().await.map_err(backend),
-        Err(e) => {
-            savepoint.rollback().await.map_err(backend)?;
-            Err(e)
-        }
     }
 }
 
@@ -582,88 +392,6 @@ fn user_from_row(row: &Row) -> Result<User, StoreError> {
         created_us: row.try_get(7).map_err(backend)?,
         changed_us: row.try_get(8).map_err(backend)?,
     })
-}
-
-/// Query parameters of a rendered filter, in `$n` order.
-type Params = Vec<Box<dyn ToSql + Sync + Send>>;
-
-/// Renders a filter as a SQL condition with `$n` parameters appended to `args`.
-fn render_filter(filter: &UserFilter, args: &mut Params) -> String {
-    fn text(column: &str, m: &TextMatch, args: &mut Params) -> String {
-        let (col, value) = if m.ignore_case {
-            (format!("lower({column})"), m.value.to_lowercase())
-        } else {
-            (column.to_owned(), m.value.clone())
-        };
-        args.push(Box::new(value));
-        let p = format!("${}", args.len());
-        // left/right/strpos rather than LIKE: no escaping of % and _ needed.
-        match m.method {
-            TextMethod::Equals => format!("{col} = {p}"),
-            TextMethod::StartsWith => format!("left({col}, length({p})) = {p}"),
-            TextMethod::EndsWith => format!("right({col}, length({p})) = {p}"),
-            TextMethod::Contains => format!("strpos({col}, {p}) > 0"),
-        }
-    }
-    match filter {
-        UserFilter::UserName(m) => text("username", m, args),
-        UserFilter::FirstName(m) => text("first_name", m, args),
-        UserFilter::LastName(m) => text("last_name", m, args),
-        UserFilter::NickName(m) => text("nick_name", m, args),
-        UserFilter::DisplayName(m) => text("display_name", m, args),
-        UserFilter::Email(m) => text("email", m, args),
-        UserFilter::State(state) => {
-            args.push(Box::new(state.as_str().to_owned()));
-            format!("state = ${}", args.len())
-        }
-        UserFilter::IsHuman(human) => {
-            args.push(Box::new(*human));
-            format!("is_human = ${}", args.len())
-        }
-        UserFilter::Org(org) => {
-            args.push(Box::new(org.clone()));
-            format!("resource_owner = ${}", args.len())
-        }
-        UserFilter::InIds(values) => {
-            args.push(Box::new(values.clone()));
-            format!("id = ANY(${})", args.len())
-        }
-        UserFilter::InEmails(values) => {
-            args.push(Box::new(values.clone()));
-            format!("email = ANY(${})", args.len())
-        }
-        UserFilter::And(parts) | UserFilter::Or(parts) => {
-            let (joiner, empty) = if matches!(filter, UserFilter::And(_)) {
-                (" AND ", "TRUE")
-            } else {
-                (" OR ", "FALSE")
-            };
-            if parts.is_empty() {
-                return empty.to_owned();
-            }
-            let rendered: Vec<String> = parts
-                .iter()
-                .map(|p| format!("({})", render_filter(p, args)))
-                .collect();
-            rendered.join(joiner)
-        }
-        UserFilter::Not(inner) => format!("NOT ({})", render_filter(inner, args)),
-    }
-}
-
-/// The ORDER BY expression; text compares bytewise (`COLLATE "C"`), as SQLite does.
-fn sort_column(sort: UserSort) -> &'static str {
-    match sort {
-        UserSort::CreationDate => "created_us",
-        UserSort::UserName => "username COLLATE \"C\"",
-        UserSort::FirstName => "first_name COLLATE \"C\"",
-        UserSort::LastName => "last_name COLLATE \"C\"",
-        UserSort::NickName => "nick_name COLLATE \"C\"",
-        UserSort::DisplayName => "display_name COLLATE \"C\"",
-        UserSort::Email => "email COLLATE \"C\"",
-        UserSort::State => "state COLLATE \"C\"",
-        UserSort::Type => "is_human",
-    }
 }
 
 const TOKEN_COLUMNS: &str = "id, user_id, resource_owner, hash, expiration_us, created_us";
@@ -1041,5 +769,8 @@ impl EventStore for PostgresStore {
     }
 }
 
+mod group_commit;
+mod migrate;
+mod query;
 #[cfg(test)]
 mod tests;

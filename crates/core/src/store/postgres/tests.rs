@@ -136,7 +136,7 @@ async fn migrations_are_idempotent_and_race_free() {
         .await
         .expect("count")
         .get(0);
-    assert_eq!(applied, MIGRATIONS.len() as i64);
+    assert_eq!(applied, super::migrate::MIGRATIONS.len() as i64);
     drop(client);
     fixture.finish().await;
 }

@@ -1,0 +1,80 @@
+//! The group committer: one task takes the commits waiting, writes them in one transaction with
+//! a SAVEPOINT around each (so that a failing one fails alone), and answers each.
+
+use deadpool_postgres::{Pool, Transaction};
+use tokio::sync::mpsc;
+
+use super::{MAX_BATCH, Pending, apply_commit, backend};
+use crate::store::{Commit, StoreError};
+
+/// The group committer: takes what is waiting (up to [`MAX_BATCH`]), commits it as one
+/// transaction, answers each, repeats. Ends when every store handle is dropped.
+pub(super) async fn run_committer(pool: Pool, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        commit_batch(&pool, std::mem::take(&mut batch)).await;
+    }
+}
+
+async fn commit_batch(pool: &Pool, batch: Vec<Pending>) {
+    let started = std::time::Instant::now();
+    let size = batch.len();
+    let mut client = match pool.get().await {
+        Ok(client) => client,
+        Err(e) => {
+            let message = format!("database connection: {e}");
+            for pending in batch {
+                let _ = pending
+                    .reply
+                    .send(Err(StoreError::Backend(message.clone())));
+            }
+            return;
+        }
+    };
+    let mut tx = match client.transaction().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            let message = e.to_string();
+            for pending in batch {
+                let _ = pending
+                    .reply
+                    .send(Err(StoreError::Backend(message.clone())));
+            }
+            return;
+        }
+    };
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for pending in batch {
+        let outcome = apply_in_savepoint(&mut tx, &pending.commit).await;
+        outcomes.push((pending, outcome));
+    }
+    match tx.commit().await {
+        Ok(()) => {
+            crate::store::stats::record(started.elapsed(), size);
+            for (pending, outcome) in outcomes {
+                let _ = pending.reply.send(outcome);
+            }
+        }
+        Err(e) => {
+            // Nothing of the batch is kept: those that had succeeded fail now.
+            let message = e.to_string();
+            for (pending, outcome) in outcomes {
+                let _ = pending
+                    .reply
+                    .send(outcome.and(Err(StoreError::Backend(message.clone()))));
+            }
+        }
+    }
+}
+
+/// One commit of a batch inside its own SAVEPOINT: on failure only it is rolled back.
+async fn apply_in_savepoint(tx: &mut Transaction<'_>, commit: &Commit) -> Result<(), StoreError> {
+    let savepoint = tx.savepoint("sy_commit").await.map_err(backend)?;
+    match apply_commit(&savepoint, commit).await {
+        Ok(()) => savepoint.commit().await.map_err(backend),
+        Err(e) => {
+            savepoint.rollback().await.map_err(backend)?;
+            Err(e)
+        }
+    }
+}
