@@ -322,7 +322,8 @@ async fn store_commits_are_measured() {
         let url = url.clone();
         async move {
             let text = client.get(&url).send().await.ok()?.text().await.ok()?;
-            (sample(&text, "switchyard_store_commit_duration_seconds_count")? >= 2.0).then_some(text)
+            (sample(&text, "switchyard_store_commit_duration_seconds_count")? >= 2.0)
+                .then_some(text)
         }
     })
     .await;

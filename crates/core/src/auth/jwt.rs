@@ -155,10 +155,9 @@ impl JwtVerifier {
             }
             due
         };
-        if refreshed
-            && let Some(found) = self.find(kid).await? {
-                return Ok(found);
-            }
+        if refreshed && let Some(found) = self.find(kid).await? {
+            return Ok(found);
+        }
         Err(invalid("unknown key id"))
     }
 

@@ -99,9 +99,10 @@ async fn prepare_human(new: &mut NewHuman) -> Result<Option<String>, DomainError
         ));
     }
     if let Some(id) = &new.user_id
-        && (id.trim().is_empty() || id.len() > 200) {
-            return Err(invalid("USER-ID-INVALID", "User ID is invalid"));
-        }
+        && (id.trim().is_empty() || id.len() > 200)
+    {
+        return Err(invalid("USER-ID-INVALID", "User ID is invalid"));
+    }
     match new.password.take() {
         None => Ok(None),
         Some(PasswordInput::Plain(plain)) => {
@@ -281,10 +282,10 @@ impl Core {
             .ok_or_else(|| DomainError::not_found("QUERY-Dfbg2", "User could not be found"))?;
         if let UserScope::V2 = scope
             && caller.user_id != user.id
-                && !caller.has_permission(Permission::UserRead, &user.resource_owner)
-            {
-                return Err(v2_permission_denied());
-            }
+            && !caller.has_permission(Permission::UserRead, &user.resource_owner)
+        {
+            return Err(v2_permission_denied());
+        }
         Ok(user)
     }
 

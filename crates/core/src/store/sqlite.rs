@@ -197,25 +197,27 @@ fn backend(e: rusqlite::Error) -> StoreError {
 /// Maps a constraint failure to the domain's meaning; anything else is a backend error.
 fn classify(e: rusqlite::Error, aggregate: Option<(&str, u64)>) -> StoreError {
     if let rusqlite::Error::SqliteFailure(code, Some(msg)) = &e
-        && code.code == rusqlite::ErrorCode::ConstraintViolation {
-            if msg.contains("events.")
-                && let Some((aggregate_id, sequence)) = aggregate {
-                    return StoreError::VersionConflict {
-                        aggregate_id: aggregate_id.to_owned(),
-                        sequence,
-                    };
-                }
-            if msg.contains("users.username_key") {
-                return StoreError::UniqueViolation {
-                    constraint: "username",
-                };
-            }
-            if msg.contains("orgs.name_key") {
-                return StoreError::UniqueViolation {
-                    constraint: "org_name",
-                };
-            }
+        && code.code == rusqlite::ErrorCode::ConstraintViolation
+    {
+        if msg.contains("events.")
+            && let Some((aggregate_id, sequence)) = aggregate
+        {
+            return StoreError::VersionConflict {
+                aggregate_id: aggregate_id.to_owned(),
+                sequence,
+            };
         }
+        if msg.contains("users.username_key") {
+            return StoreError::UniqueViolation {
+                constraint: "username",
+            };
+        }
+        if msg.contains("orgs.name_key") {
+            return StoreError::UniqueViolation {
+                constraint: "org_name",
+            };
+        }
+    }
     backend(e)
 }
 
