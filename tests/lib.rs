@@ -25,7 +25,7 @@ pub struct Server {
     /// The admin's personal access token, read from `<data-dir>/admin.pat`.
     pub token: String,
     child: Option<Child>,
-    log: Arc<Mutex<Vec<String>>>,
+    log: Arc<(Mutex<Vec<String>>, std::sync::Condvar)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -76,7 +76,7 @@ impl Server {
             .spawn()
             .expect("spawn switchyard");
         let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new((Mutex::new(Vec::new()), std::sync::Condvar::new()));
         let (tx, rx) = mpsc::channel();
         let sink = Arc::clone(&log);
         // Keep draining stderr for the server's whole life so it never blocks on a full pipe.
@@ -90,7 +90,8 @@ impl Server {
                 {
                     let _ = tx.send(addr);
                 }
-                sink.lock().unwrap().push(line);
+                sink.0.lock().unwrap().push(line);
+                sink.1.notify_all();
             }
         });
         let addr = match rx.recv_timeout(START_DEADLINE) {
@@ -100,7 +101,7 @@ impl Server {
                 let _ = child.wait();
                 panic!(
                     "switchyard did not start listening:\n{}",
-                    log.lock().unwrap().join("\n")
+                    log.0.lock().unwrap().join("\n")
                 );
             }
         };
@@ -129,7 +130,29 @@ impl Server {
 
     /// Everything the server logged so far.
     pub fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
+        self.log.0.lock().unwrap().clone()
+    }
+
+    /// Waits until the server has logged at least `count` lines matching `matches` and returns
+    /// all the matching lines; panics after [`START_DEADLINE`]. Log lines reach the test through
+    /// a pipe, so a line about a call may arrive after the call's response: wait, don't peek.
+    pub fn wait_for_log(&self, count: usize, matches: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = std::time::Instant::now() + START_DEADLINE;
+        let (lines, arrived) = &*self.log;
+        let mut guard = lines.lock().unwrap();
+        loop {
+            let found: Vec<String> = guard.iter().filter(|l| matches(l)).cloned().collect();
+            if found.len() >= count {
+                return found;
+            }
+            let now = std::time::Instant::now();
+            assert!(
+                now < deadline,
+                "waited for {count} matching log lines, saw {}",
+                found.len()
+            );
+            guard = arrived.wait_timeout(guard, deadline - now).unwrap().0;
+        }
     }
 
     /// SIGKILL: no shutdown, no flush beyond what was already durable.

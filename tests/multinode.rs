@@ -341,3 +341,107 @@ async fn sqlite_store_moves_to_postgres_with_export_and_import() {
         _ => panic!("reactivate after the move"),
     }
 }
+
+/// Status of `GET /management/v1/orgs/me` on `node` with `token`.
+async fn whoami_status(client: &reqwest::Client, node: &Server, token: &str) -> u16 {
+    client
+        .get(format!("{}/management/v1/orgs/me", node.url()))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .expect("send")
+        .status()
+        .as_u16()
+}
+
+/// A token removed, or its user deactivated, through one node stops working on the other node
+/// on the very next request; reactivating through the other node restores it there at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_changes_on_one_node_hold_on_the_next_request_on_another() {
+    let db = TestDatabase::create("crossnode").await;
+    let dirs: Vec<_> = (0..2)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let args = ["--database-url", db.url.as_str()];
+    let a = Server::start_in(dirs[0].path(), &args);
+    let b = Server::start_in(dirs[1].path(), &args);
+    let admin = a.bearer();
+    let client = reqwest::Client::new();
+    let post = |node: &Server, path: &str, body: Value| {
+        client
+            .post(format!("{}{path}", node.url()))
+            .header("authorization", admin.clone())
+            .json(&body)
+            .send()
+    };
+    let machine: Value = post(
+        &a,
+        "/management/v1/users/machine",
+        json!({"userName": "crossnode", "name": "Cross"}),
+    )
+    .await
+    .expect("machine")
+    .json()
+    .await
+    .expect("json");
+    let user = machine["userId"].as_str().expect("userId").to_owned();
+    post(
+        &a,
+        "/management/v1/orgs/me/members",
+        json!({"userId": user, "roles": ["ORG_OWNER_VIEWER"]}),
+    )
+    .await
+    .expect("member");
+    let pat: Value = post(&a, &format!("/management/v1/users/{user}/pats"), json!({}))
+        .await
+        .expect("pat")
+        .json()
+        .await
+        .expect("json");
+    let token = pat["token"].as_str().expect("token").to_owned();
+    // Warm both nodes with the token (so a cache, were there one, would hold it).
+    assert_eq!(whoami_status(&client, &a, &token).await, 200);
+    assert_eq!(whoami_status(&client, &b, &token).await, 200);
+
+    post(
+        &a,
+        &format!("/management/v1/users/{user}/_deactivate"),
+        json!({}),
+    )
+    .await
+    .expect("deactivate");
+    assert_eq!(
+        whoami_status(&client, &b, &token).await,
+        401,
+        "deactivated through A, refused by B"
+    );
+    post(
+        &b,
+        &format!("/management/v1/users/{user}/_reactivate"),
+        json!({}),
+    )
+    .await
+    .expect("reactivate");
+    assert_eq!(
+        whoami_status(&client, &a, &token).await,
+        200,
+        "reactivated through B, accepted by A"
+    );
+
+    let token_id = pat["tokenId"].as_str().expect("tokenId");
+    let removed = client
+        .delete(format!(
+            "{}/management/v1/users/{user}/pats/{token_id}",
+            b.url()
+        ))
+        .header("authorization", admin.clone())
+        .send()
+        .await
+        .expect("remove");
+    assert_eq!(removed.status().as_u16(), 200);
+    assert_eq!(
+        whoami_status(&client, &a, &token).await,
+        401,
+        "removed through B, refused by A"
+    );
+}

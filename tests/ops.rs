@@ -254,11 +254,9 @@ async fn metrics_count_each_protocol_under_its_labels() {
     }
 
     // One access line per call, with the request id; never the token.
-    let log = server.log();
-    let access: Vec<&String> = log
-        .iter()
-        .filter(|l| l.contains("switchyard::access") && l.contains("GetUserByID"))
-        .collect();
+    let access = server.wait_for_log(4, |l| {
+        l.contains("switchyard::access") && l.contains("GetUserByID")
+    });
     assert_eq!(access.len(), 4, "{access:#?}");
     let rest_line = access
         .iter()
@@ -273,7 +271,7 @@ async fn metrics_count_each_protocol_under_its_labels() {
         assert!(rest_line.contains(want), "{want} not in {rest_line}");
     }
     assert!(
-        !log.iter().any(|l| l.contains(&server.token)),
+        !server.log().iter().any(|l| l.contains(&server.token)),
         "the token was logged"
     );
 }

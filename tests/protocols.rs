@@ -813,12 +813,15 @@ async fn every_protocol_gets_the_same_error_for_the_same_wrong_call() {
     );
 
     // One handler served them all: it logged each call once, five times in all.
-    let calls = server
-        .log()
-        .iter()
-        .filter(|line| {
-            line.contains("UserService/ReactivateUser") && line.contains("FailedPrecondition")
-        })
-        .count();
-    assert_eq!(calls, 5, "one log line per call, whatever the protocol");
+    let is_call = |line: &str| {
+        line.contains("switchyard::call")
+            && line.contains("UserService/ReactivateUser")
+            && line.contains("FailedPrecondition")
+    };
+    let calls = server.wait_for_log(5, is_call);
+    assert_eq!(
+        calls.len(),
+        5,
+        "one log line per call, whatever the protocol"
+    );
 }

@@ -57,6 +57,12 @@ pub(crate) async fn run(args: Config) -> anyhow::Result<()> {
     )
     .await?;
     let mut core = Core::new(store, &args.external_domain);
+    if args.database_url.is_some() {
+        // Nodes sharing a database must see a token's removal or its user's deactivation on
+        // the next request: only a single-process store (SQLite, memory) caches verified
+        // tokens, where every change goes through this process and invalidates the cache.
+        core = core.with_token_cache_ttl(std::time::Duration::ZERO);
+    }
     if let Some(verifier) = jwt_verifier(&args.jwt).await? {
         core = core.with_jwt(verifier);
     }
