@@ -301,3 +301,119 @@ async fn jwts_from_an_external_idp_authenticate_and_state_gates_them() {
         "tokens stay out of the log"
     );
 }
+
+/// Serves `body` as `application/json` to every request on a free port; counts the requests.
+async fn serve_jwks(
+    body: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/jwks.json", listener.local_addr().expect("addr"));
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&hits);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = body.lock().expect("body").clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+            });
+        }
+    });
+    (url, hits)
+}
+
+/// The JWKS can come from a URL: fetched at start, and again (at most once per interval) when
+/// a token names an unknown `kid`, so made-up kids cannot make the server hammer the provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_from_a_url_is_fetched_at_start_and_refreshed_sparingly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ed = generate(
+        dir.path(),
+        "url-ed",
+        Algorithm::EdDSA,
+        &["-algorithm", "ed25519"],
+    );
+    let stranger = generate(
+        dir.path(),
+        "url-stranger",
+        Algorithm::EdDSA,
+        &["-algorithm", "ed25519"],
+    );
+    let body = std::sync::Arc::new(std::sync::Mutex::new(
+        serde_json::to_vec(&JwkSet {
+            keys: vec![jwk(&ed)],
+        })
+        .expect("json"),
+    ));
+    let (url, hits) = serve_jwks(std::sync::Arc::clone(&body)).await;
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[jwt]\nissuer = \"{ISSUER}\"\naudience = [\"{AUDIENCE}\"]\njwks_url = \"{url}\"\n"
+        ),
+    )
+    .expect("config");
+    let server = Server::start_in(
+        &dir.path().join("data"),
+        &["--config", config.to_str().expect("utf-8")],
+    );
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "fetched once at start"
+    );
+
+    let channel = Channel::from_shared(server.url())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut admin = ManagementServiceClient::new(channel);
+    let user_id = admin
+        .add_machine_user(admin_request(
+            &server,
+            mgmt::AddMachineUserRequest {
+                user_name: "url-client".into(),
+                name: "URL client".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("machine user")
+        .into_inner()
+        .user_id;
+    assert_eq!(
+        whoami(&server, &sign(&ed, claims(&user_id)), &user_id).await,
+        Ok(())
+    );
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "known kid: no fetch"
+    );
+
+    // Unknown kids: the first triggers one refetch, the next ones within the interval none.
+    for _ in 0..3 {
+        let token = sign(&stranger, claims(&user_id));
+        assert_eq!(
+            whoami(&server, &token, &user_id).await,
+            Err(Code::Unauthenticated)
+        );
+    }
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one refresh for many unknown kids"
+    );
+}
