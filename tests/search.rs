@@ -256,6 +256,20 @@ async fn v1_and_v2_search_with_zitadels_queries() {
         "s-anna@search-a.localhost"
     );
 
+    // Login names carry the org's domain, as the user's `loginNames` say.
+    let list = api
+        .post(
+            "/v2/users",
+            json!({"queries": [{"loginNameQuery": {"loginName": "s-dora@search-b.localhost", "method": "TEXT_QUERY_METHOD_EQUALS"}}]}),
+            None,
+        )
+        .await;
+    assert_eq!(names(&list), vec!["s-dora"]);
+    assert_eq!(
+        list["result"][0]["loginNames"],
+        json!(["s-dora@search-b.localhost"])
+    );
+
     // A malformed query is INVALID_ARGUMENT, not a crash.
     let response = api
         .http

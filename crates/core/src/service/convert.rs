@@ -270,7 +270,7 @@ pub(crate) fn filter_v1(q: &user_v1::SearchQuery, depth: usize) -> Result<UserFi
             UserFilter::DisplayName(text_match(&x.display_name, x.method)?)
         }
         Query::EmailQuery(x) => UserFilter::Email(text_match(&x.email_address, x.method)?),
-        Query::LoginNameQuery(x) => UserFilter::UserName(text_match(&x.login_name, x.method)?),
+        Query::LoginNameQuery(x) => UserFilter::LoginName(text_match(&x.login_name, x.method)?),
         Query::StateQuery(x) => state_filter(state_from_v1(x.state)?),
         Query::TypeQuery(x) => type_filter(x.r#type)?,
         Query::InUserIdsQuery(x) => UserFilter::InIds(x.user_ids.clone()),
@@ -301,7 +301,7 @@ pub(crate) fn filter_v2(q: &user_v2::SearchQuery, depth: usize) -> Result<UserFi
             UserFilter::DisplayName(text_match(&x.display_name, x.method)?)
         }
         Query::EmailQuery(x) => UserFilter::Email(text_match(&x.email_address, x.method)?),
-        Query::LoginNameQuery(x) => UserFilter::UserName(text_match(&x.login_name, x.method)?),
+        Query::LoginNameQuery(x) => UserFilter::LoginName(text_match(&x.login_name, x.method)?),
         Query::StateQuery(x) => state_filter(state_from_v2(x.state)?),
         Query::TypeQuery(x) => type_filter(x.r#type)?,
         Query::InUserIdsQuery(x) => UserFilter::InIds(x.user_ids.clone()),

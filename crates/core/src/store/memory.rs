@@ -483,8 +483,19 @@ fn text_matches(value: &str, m: &TextMatch) -> bool {
     }
 }
 
-fn matches(user: &User, filter: &UserFilter) -> bool {
+/// The login name of `user` (see [`UserFilter::LoginName`]).
+fn login_name(state: &State, user: &User) -> String {
+    match state.orgs.get(&user.resource_owner) {
+        Some(org) if !user.username.contains('@') => {
+            format!("{}@{}", user.username, org.primary_domain)
+        }
+        _ => user.username.clone(),
+    }
+}
+
+fn matches(state: &State, user: &User, filter: &UserFilter) -> bool {
     match filter {
+        UserFilter::LoginName(m) => text_matches(&login_name(state, user), m),
         UserFilter::UserName(m)
         | UserFilter::FirstName(m)
         | UserFilter::LastName(m)
@@ -498,9 +509,9 @@ fn matches(user: &User, filter: &UserFilter) -> bool {
         UserFilter::InIds(ids) => ids.contains(&user.id),
         UserFilter::InEmails(emails) => emails.iter().any(|e| e == user.email()),
         UserFilter::Org(org) => user.resource_owner == *org,
-        UserFilter::And(parts) => parts.iter().all(|p| matches(user, p)),
-        UserFilter::Or(parts) => parts.iter().any(|p| matches(user, p)),
-        UserFilter::Not(inner) => !matches(user, inner),
+        UserFilter::And(parts) => parts.iter().all(|p| matches(state, user, p)),
+        UserFilter::Or(parts) => parts.iter().any(|p| matches(state, user, p)),
+        UserFilter::Not(inner) => !matches(state, user, inner),
     }
 }
 
@@ -541,7 +552,7 @@ fn list_users(state: &State, query: &UserQuery) -> UserPage {
         .users
         .values()
         .filter(|u| u.state != UserState::Deleted)
-        .filter(|u| query.filters.iter().all(|f| matches(u, f)))
+        .filter(|u| query.filters.iter().all(|f| matches(state, u, f)))
         .collect();
     users.sort_by(|a, b| {
         let order = compare(a, b, query.sort);

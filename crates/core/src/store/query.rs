@@ -31,6 +31,9 @@ pub struct TextMatch {
 pub enum UserFilter {
     /// The user name.
     UserName(TextMatch),
+    /// The login name: the user name if it is an email address (contains `@`), else
+    /// `<user name>@<org primary domain>`.
+    LoginName(TextMatch),
     /// A human's first name.
     FirstName(TextMatch),
     /// A human's last name.

@@ -418,6 +418,11 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<Result<User, StoreError>> {
     }))
 }
 
+/// The login name as SQL (see [`UserFilter::LoginName`]); concatenating a missing org's NULL
+/// domain gives NULL, so such a user's login name falls back to its user name.
+const LOGIN_NAME: &str = "(CASE WHEN instr(username, '@') > 0 THEN username ELSE \
+     coalesce(username || '@' || (SELECT primary_domain FROM orgs WHERE orgs.id = users.resource_owner), username) END)";
+
 /// Renders a filter as a SQL condition with positional parameters appended to `args`.
 fn render_filter(filter: &UserFilter, args: &mut Vec<rusqlite::types::Value>) -> String {
     use rusqlite::types::Value;
@@ -441,6 +446,7 @@ fn render_filter(filter: &UserFilter, args: &mut Vec<rusqlite::types::Value>) ->
     };
     match filter {
         UserFilter::UserName(m) => text("username", m, args),
+        UserFilter::LoginName(m) => text(LOGIN_NAME, m, args),
         UserFilter::FirstName(m) => text("first_name", m, args),
         UserFilter::LastName(m) => text("last_name", m, args),
         UserFilter::NickName(m) => text("nick_name", m, args),

@@ -198,6 +198,21 @@ pub(crate) async fn list_users_filters_sorts_and_pages(store: &dyn EventStore) {
     for user in &users {
         store.commit(add_user(user)).await.expect("add");
     }
+    // orgA exists (its users' login names carry its domain); orgB does not.
+    store
+        .commit(Commit {
+            events: vec![],
+            writes: vec![ProjectionWrite::Org(Org {
+                id: "orgA".into(),
+                name: "A".into(),
+                primary_domain: "a.test".into(),
+                sequence: 1,
+                created_us: 1,
+                changed_us: 1,
+            })],
+        })
+        .await
+        .expect("org");
     let ids = |page: UserPage| page.users.into_iter().map(|u| u.id).collect::<Vec<_>>();
     let m = |method, ignore_case, value: &str| TextMatch {
         method,
@@ -291,6 +306,26 @@ pub(crate) async fn list_users_filters_sorts_and_pages(store: &dyn EventStore) {
             ]),
             want: vec!["l1", "l4"],
             total: 2,
+        },
+        Case {
+            name: "login name carries the org domain",
+            query: list(vec![UserFilter::LoginName(m(
+                TextMethod::Equals,
+                true,
+                "ANNA@a.test",
+            ))]),
+            want: vec!["l1"],
+            total: 1,
+        },
+        Case {
+            name: "login name without an org is the user name",
+            query: list(vec![UserFilter::LoginName(m(
+                TextMethod::EndsWith,
+                false,
+                "ton",
+            ))]),
+            want: vec!["l3"],
+            total: 1,
         },
         Case {
             name: "paging keeps the total",

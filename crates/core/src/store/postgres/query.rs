@@ -6,6 +6,11 @@ use tokio_postgres::types::ToSql;
 use crate::store::query::{TextMatch, TextMethod, UserFilter, UserSort};
 
 /// Query parameters of a rendered filter, in `$n` order.
+/// The login name as SQL (see [`UserFilter::LoginName`]); concatenating a missing org's NULL
+/// domain gives NULL, so such a user's login name falls back to its user name.
+const LOGIN_NAME: &str = "(CASE WHEN strpos(username, '@') > 0 THEN username ELSE \
+     coalesce(username || '@' || (SELECT primary_domain FROM orgs WHERE orgs.id = users.resource_owner), username) END)";
+
 pub(super) type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
 /// Renders a filter as a SQL condition with `$n` parameters appended to `args`.
@@ -28,6 +33,7 @@ pub(super) fn render_filter(filter: &UserFilter, args: &mut Params) -> String {
     }
     match filter {
         UserFilter::UserName(m) => text("username", m, args),
+        UserFilter::LoginName(m) => text(LOGIN_NAME, m, args),
         UserFilter::FirstName(m) => text("first_name", m, args),
         UserFilter::LastName(m) => text("last_name", m, args),
         UserFilter::NickName(m) => text("nick_name", m, args),
