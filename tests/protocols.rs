@@ -731,6 +731,14 @@ async fn connect_json_and_proto_flow() {
         "User already inactive (COMMAND-5gunjw0cd7)"
     );
 
+    // A body that is not the input message is the caller's error, not the server's.
+    let response = call("DeactivateUser", vec![0xff, 0xff, 0xff])
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.expect("error json");
+    assert_eq!(body["code"], "invalid_argument", "{body}");
+
     let response = http1()
         .post(format!(
             "{}/zitadel.user.v2.UserService/GetUserByID",

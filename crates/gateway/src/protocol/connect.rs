@@ -105,8 +105,18 @@ pub(crate) fn decode_request(
     }
     let timeout = parse_timeout(&parts.headers)?;
     let message = match codec {
-        // Binary bodies already are the message: the handler decodes them once.
-        Codec::Proto => body,
+        // Binary bodies already are the message; check that they decode as the input type so
+        // that a malformed body is the caller's INVALID_ARGUMENT (as Connect servers answer),
+        // not the INTERNAL a gRPC handler gives for undecodable bytes.
+        Codec::Proto => {
+            prost_reflect::DynamicMessage::decode(method.input(), body.clone()).map_err(|e| {
+                Status::invalid_argument(format!(
+                    "the body is not a valid {} message: {e}",
+                    method.input().full_name()
+                ))
+            })?;
+            body
+        }
         Codec::Json => Bytes::from(parse_message(method.input(), &body, json)?.encode_to_vec()),
     };
     Ok(UnaryCall {
