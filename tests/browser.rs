@@ -17,17 +17,15 @@
 //! calls): when either is missing the test fails saying so; it is never skipped.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use switchyard_proto::zitadel::user::v2 as user_v2;
 use switchyard_proto::zitadel::user::v2::user_service_client::UserServiceClient;
-use switchyard_tests::Server;
+use switchyard_tests::{Server, run_with_deadline};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// How long one `node browser.mjs` run may take (bundling, or launching Chromium and two pages).
@@ -79,65 +77,17 @@ fn require_setup() {
 /// Runs `node browser.mjs args…` with a deadline; returns its JSON result line, after requiring
 /// exit status 0 and `"ok": true`.
 fn browser_mjs(args: &[&str], server: &Server) -> Value {
-    let mut child = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg("browser.mjs")
         .args(args)
         .current_dir(node_dir())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run node browser.mjs: {e}; {SETUP_HINT}"));
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let status = child.wait();
-        let _ = tx.send(());
-        status
-    });
-    if rx.recv_timeout(DRIVER_DEADLINE).is_err() {
-        // Only the child we started, by its id (Chromium dies with its pipe to playwright).
-        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-        let _ = waiter.join();
-        panic!(
-            "node browser.mjs {:?} did not finish within {DRIVER_DEADLINE:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            args.first(),
-            out_thread.join().unwrap(),
-            err_thread.join().unwrap()
-        );
-    }
-    let status = waiter.join().unwrap().expect("wait");
-    let stdout = out_thread.join().unwrap();
-    let stderr = err_thread.join().unwrap();
-    let result: Option<Value> = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .and_then(|l| serde_json::from_str(l).ok());
-    let ok = result.as_ref().and_then(|r| r["ok"].as_bool()) == Some(true);
-    if !status.success() || !ok {
-        let log = server.log();
-        let tail = &log[log.len().saturating_sub(40)..];
-        panic!(
-            "node browser.mjs {:?} failed ({status})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- server log (tail) ---\n{}",
-            args.first(),
-            tail.join("\n")
-        );
-    }
-    result.unwrap()
+        .env("NO_COLOR", "1");
+    let what = format!(
+        "node browser.mjs {:?} ({SETUP_HINT} if it is missing)",
+        args.first()
+    );
+    run_with_deadline(&mut command, &what, DRIVER_DEADLINE).expect_ok(&what, server)
 }
 
 /// A static file server for `dir` on `listener`: GET only, files directly in `dir` only,

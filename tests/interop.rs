@@ -9,10 +9,8 @@
 //! `node_modules` or Python venv fails the test with a message saying so; nothing is skipped.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -20,7 +18,7 @@ use switchyard_proto::zitadel::management::v1 as mgmt;
 use switchyard_proto::zitadel::management::v1::management_service_client::ManagementServiceClient;
 use switchyard_proto::zitadel::user::v2 as user_v2;
 use switchyard_proto::zitadel::user::v2::user_service_client::UserServiceClient;
-use switchyard_tests::Server;
+use switchyard_tests::{ScriptRun, Server, run_with_deadline};
 
 /// How long one client script may run (it makes a handful of calls on a local server).
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(120);
@@ -31,91 +29,20 @@ fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("interop")
 }
 
-/// What a client script did: its exit status, its output, and its parsed JSON result line.
-struct Outcome {
-    success: bool,
-    stdout: String,
-    stderr: String,
-    result: Option<Value>,
-}
-
-impl Outcome {
-    /// The result, after requiring exit status 0 and `"ok": true`; panics with everything seen.
-    fn expect_ok(self, what: &str, server: &Server) -> Value {
-        let ok = self.result.as_ref().and_then(|r| r["ok"].as_bool()) == Some(true);
-        if !self.success || !ok {
-            let log = server.log();
-            let tail = &log[log.len().saturating_sub(40)..];
-            panic!(
-                "{what} failed (success={}, ok={ok})\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- server log (tail) ---\n{}",
-                self.success,
-                self.stdout,
-                self.stderr,
-                tail.join("\n")
-            );
-        }
-        self.result.unwrap()
-    }
-}
-
-/// Runs `program args…` in `dir` against `server`, with a deadline (no sleeps: the wait is on a
-/// channel fed by the waiting thread).
-fn run_script(server: &Server, program: &Path, args: &[&str], dir: &Path) -> Outcome {
-    let mut child = Command::new(program)
+/// Runs `program args…` in `dir` against `server` (its URL and token in the environment).
+fn run_script(server: &Server, program: &Path, args: &[&str], dir: &Path) -> ScriptRun {
+    let mut command = Command::new(program);
+    command
         .args(args)
         .current_dir(dir)
         .env("SWITCHYARD_URL", server.url())
         .env("SWITCHYARD_TOKEN", &server.token)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {SETUP_HINT}", program.display()));
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let status = child.wait();
-        let _ = tx.send(());
-        status
-    });
-    if rx.recv_timeout(SCRIPT_DEADLINE).is_err() {
-        // Only the child we started, by its id.
-        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-        let _ = waiter.join();
-        panic!(
-            "{} {args:?} did not finish within {SCRIPT_DEADLINE:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            program.display(),
-            out_thread.join().unwrap(),
-            err_thread.join().unwrap()
-        );
-    }
-    let status = waiter.join().unwrap().expect("wait");
-    let stdout = out_thread.join().unwrap();
-    let stderr = err_thread.join().unwrap();
-    let result = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .and_then(|l| serde_json::from_str(l).ok());
-    Outcome {
-        success: status.success(),
-        stdout,
-        stderr,
-        result,
-    }
+        .env("NO_COLOR", "1");
+    let what = format!(
+        "{} {args:?} ({SETUP_HINT} if it is missing)",
+        program.display()
+    );
+    run_with_deadline(&mut command, &what, SCRIPT_DEADLINE)
 }
 
 /// `node`, after checking that it is there and that `npm ci` has run in tests/interop/node.

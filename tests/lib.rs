@@ -330,3 +330,90 @@ pub mod pg {
         }
     }
 }
+
+/// A client script run to completion: its exit status, output, and last JSON-object line.
+pub struct ScriptRun {
+    /// Whether it exited with status 0.
+    pub success: bool,
+    /// Everything it printed on stdout.
+    pub stdout: String,
+    /// Everything it printed on stderr.
+    pub stderr: String,
+    /// The last stdout line that parses as a JSON object: the script's result.
+    pub result: Option<serde_json::Value>,
+}
+
+impl ScriptRun {
+    /// The result, after requiring exit status 0 and `"ok": true`; panics with the script's
+    /// output and the tail of `server`'s log otherwise.
+    pub fn expect_ok(self, what: &str, server: &Server) -> serde_json::Value {
+        let ok = self.result.as_ref().and_then(|r| r["ok"].as_bool()) == Some(true);
+        if !self.success || !ok {
+            let log = server.log();
+            let tail = &log[log.len().saturating_sub(40)..];
+            panic!(
+                "{what} failed (success={}, ok={ok})\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- server log (tail) ---\n{}",
+                self.success,
+                self.stdout,
+                self.stderr,
+                tail.join("\n")
+            );
+        }
+        self.result.unwrap()
+    }
+}
+
+/// Runs `command` (program, arguments, directory and environment set by the caller) with its
+/// output piped; past `deadline` kills it — only that child, by its pid — and panics with what
+/// it printed. The wait is on a channel fed by the waiting thread: no sleeps.
+pub fn run_with_deadline(command: &mut Command, what: &str, deadline: Duration) -> ScriptRun {
+    use std::io::Read as _;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = tx.send(());
+        status
+    });
+    if rx.recv_timeout(deadline).is_err() {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        let _ = waiter.join();
+        panic!(
+            "{what} did not finish within {deadline:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            out_thread.join().unwrap_or_default(),
+            err_thread.join().unwrap_or_default()
+        );
+    }
+    let status = waiter.join().expect("waiter").expect("wait");
+    let stdout = out_thread.join().unwrap_or_default();
+    let stderr = err_thread.join().unwrap_or_default();
+    let result = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok());
+    ScriptRun {
+        success: status.success(),
+        stdout,
+        stderr,
+        result,
+    }
+}
