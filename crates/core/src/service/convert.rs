@@ -331,6 +331,28 @@ fn type_filter(value: i32) -> Result<UserFilter, Status> {
     }
 }
 
+/// A user search from either generation's request: its queries, sorting column and paging.
+///
+/// # Errors
+/// INVALID_ARGUMENT for a malformed query or an unknown sorting column.
+pub(crate) fn user_query<Q>(
+    queries: &[Q],
+    to_filter: fn(&Q, usize) -> Result<UserFilter, Status>,
+    sorting_column: i32,
+    (offset, limit, asc): (u64, u32, bool),
+) -> Result<crate::store::UserQuery, Status> {
+    Ok(crate::store::UserQuery {
+        filters: queries
+            .iter()
+            .map(|q| to_filter(q, 0))
+            .collect::<Result<_, _>>()?,
+        sort: sort(sorting_column)?,
+        asc,
+        offset,
+        limit,
+    })
+}
+
 /// `UserFieldName` (same in v1 and v2), 0 and 9 both sort by creation.
 pub(crate) fn sort(value: i32) -> Result<UserSort, Status> {
     Ok(match value {

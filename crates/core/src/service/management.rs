@@ -11,7 +11,7 @@ use switchyard_proto::zitadel::user::v1 as user_v1;
 use switchyard_proto::zitadel::v1 as zv1;
 use tonic::{Request, Response, Status};
 
-use super::convert::{details_v1, filter_v1, sort, timestamp, timestamp_us, user_v1};
+use super::convert::{details_v1, filter_v1, timestamp, timestamp_us, user_query, user_v1};
 use super::{caller, invalid_field, observe, org_domains, org_header};
 use crate::auth::Caller;
 use crate::command::{
@@ -19,7 +19,6 @@ use crate::command::{
 };
 use crate::domain::org::Permission;
 use crate::domain::user::{Human, LifecycleCommand, UserKind};
-use crate::store::UserQuery;
 
 /// The v1 management service over a [`Core`].
 #[derive(Clone)]
@@ -201,17 +200,12 @@ impl Api for ManagementService {
             let (caller, ctx) = self.context(&request, Permission::UserRead).await?;
             let req = request.get_ref();
             let list = req.query.unwrap_or_default();
-            let query = UserQuery {
-                filters: req
-                    .queries
-                    .iter()
-                    .map(|q| filter_v1(q, 0))
-                    .collect::<Result<_, _>>()?,
-                sort: sort(req.sorting_column)?,
-                asc: list.asc,
-                offset: list.offset,
-                limit: list.limit,
-            };
+            let query = user_query(
+                &req.queries,
+                filter_v1,
+                req.sorting_column,
+                (list.offset, list.limit, list.asc),
+            )?;
             let page = self
                 .core
                 .list_users(&caller, UserScope::V1(&ctx), query)

@@ -6,13 +6,12 @@ use switchyard_proto::zitadel::user::v2 as pb;
 use switchyard_proto::zitadel::user::v2::user_service_server::UserService as Api;
 use tonic::{Request, Response, Status};
 
-use super::convert::{details_v2, filter_v2, sort, timestamp, user_v2};
+use super::convert::{details_v2, filter_v2, timestamp, user_query, user_v2};
 use super::{caller, invalid_field, observe, org_domains};
 use crate::command::{Core, NewHuman, PasswordInput, UserScope};
 use crate::domain::DomainError;
 use crate::domain::org::Permission;
 use crate::domain::user::{Human, LifecycleCommand};
-use crate::store::UserQuery;
 
 /// The v2 user service over a [`Core`].
 #[derive(Clone)]
@@ -187,17 +186,12 @@ impl Api for UserService {
             let caller = caller(&self.core, &request).await?;
             let req = request.get_ref();
             let list = req.query.unwrap_or_default();
-            let query = UserQuery {
-                filters: req
-                    .queries
-                    .iter()
-                    .map(|q| filter_v2(q, 0))
-                    .collect::<Result<_, _>>()?,
-                sort: sort(req.sorting_column)?,
-                asc: list.asc,
-                offset: list.offset,
-                limit: list.limit,
-            };
+            let query = user_query(
+                &req.queries,
+                filter_v2,
+                req.sorting_column,
+                (list.offset, list.limit, list.asc),
+            )?;
             let page = self.core.list_users(&caller, UserScope::V2, query).await?;
             let domains = org_domains(&self.core, &page.users).await?;
             Ok(pb::ListUsersResponse {
