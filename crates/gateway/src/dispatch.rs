@@ -135,10 +135,12 @@ fn build_request(call: UnaryCall) -> Result<Request<tonic::body::Body>, Status> 
     let mut request = Request::new(tonic::body::Body::new(Full::new(frame)));
     *request.method_mut() = Method::POST;
     *request.version_mut() = Version::HTTP_2;
-    *request.uri_mut() = call
-        .path
-        .parse()
-        .map_err(|_| Status::invalid_argument(format!("invalid method path {:?}", call.path)))?;
+    // The path's own buffer becomes the URI's: no copy.
+    let path = Bytes::from(call.path.into_bytes());
+    *request.uri_mut() = http::Uri::from_maybe_shared(path.clone()).map_err(|_| {
+        let path = String::from_utf8_lossy(&path);
+        Status::invalid_argument(format!("invalid method path {path:?}"))
+    })?;
     let headers = request.headers_mut();
     *headers = call.metadata;
     headers.insert(
@@ -209,6 +211,8 @@ where
     B::Error: Into<BoxError>,
 {
     let limit = max_message_bytes.saturating_add(FRAME_HEADER_LEN);
+    // A unary answer is almost always one chunk: keep it as it is, copy only from a second.
+    let mut first: Option<Bytes> = None;
     let mut data = BytesMut::new();
     let mut trailers = HeaderMap::new();
     let mut body = std::pin::pin!(body);
@@ -216,14 +220,22 @@ where
         let frame = frame.map_err(|e| Status::from_error(e.into()))?;
         match frame.into_data() {
             Ok(chunk) => {
-                if data.len().saturating_add(chunk.len()) > limit {
+                let held = data.len() + first.as_ref().map_or(0, Bytes::len);
+                if held.saturating_add(chunk.len()) > limit {
                     return Err(too_large(
                         "response",
-                        data.len().saturating_add(chunk.len()),
+                        held.saturating_add(chunk.len()),
                         max_message_bytes,
                     ));
                 }
-                data.extend_from_slice(&chunk);
+                if data.is_empty() && first.is_none() {
+                    first = Some(chunk);
+                } else {
+                    if let Some(first) = first.take() {
+                        data.extend_from_slice(&first);
+                    }
+                    data.extend_from_slice(&chunk);
+                }
             }
             Err(frame) => {
                 if let Ok(t) = frame.into_trailers() {
@@ -232,7 +244,10 @@ where
             }
         }
     }
-    Ok((data.freeze(), trailers))
+    match first {
+        Some(first) => Ok((first, trailers)),
+        None => Ok((data.freeze(), trailers)),
+    }
 }
 
 /// Parses exactly one uncompressed message frame.

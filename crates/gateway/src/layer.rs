@@ -222,7 +222,7 @@ where
             Err(status) => return Err(status),
         };
         let json = state.json_for(found.route().grpc_path());
-        let call = rest::decode_matched(&found, json, &parts, body)?;
+        let mut call = rest::decode_matched(&found, json, &parts, body)?;
         let method = call.route().method().clone();
         if method.is_client_streaming() {
             return Err(Status::unimplemented(format!(
@@ -257,9 +257,9 @@ where
             ));
         }
         let unary = UnaryCall {
-            path: call.grpc_path.clone(),
+            path: std::mem::take(&mut call.grpc_path),
             metadata,
-            message: call.message.clone(),
+            message: std::mem::take(&mut call.message),
             timeout,
         };
         let reply = dispatch::unary(inner, unary, limit).await?;

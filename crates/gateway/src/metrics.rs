@@ -20,19 +20,19 @@ use prometheus_client::registry::Registry;
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct CallLabels {
     /// `rest`, `grpc`, `grpc-web`, `connect` (or `preflight`).
-    pub(crate) protocol: String,
+    pub(crate) protocol: &'static str,
     /// The gRPC service's full name; empty when no method was reached (e.g. REST 404).
     pub(crate) service: String,
     /// The gRPC method's name; empty when none was reached.
     pub(crate) method: String,
     /// The gRPC code's name (`OK`, `NOT_FOUND`, …).
-    pub(crate) code: String,
+    pub(crate) code: &'static str,
 }
 
 /// Labels of a latency observation.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct MethodLabels {
-    pub(crate) protocol: String,
+    pub(crate) protocol: &'static str,
     pub(crate) service: String,
     pub(crate) method: String,
 }
@@ -40,7 +40,7 @@ pub(crate) struct MethodLabels {
 /// Labels of the in-flight gauge.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ProtocolLabels {
-    pub(crate) protocol: String,
+    pub(crate) protocol: &'static str,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -161,10 +161,10 @@ mod tests {
         metrics
             .requests
             .get_or_create(&CallLabels {
-                protocol: "rest".into(),
+                protocol: "rest",
                 service: "a.B".into(),
                 method: "C".into(),
-                code: "OK".into(),
+                code: "OK",
             })
             .inc();
         metrics.observe_store_commit(Duration::from_millis(3), 4);

@@ -238,14 +238,20 @@ fn protocol_of<B>(request: &Request<B>) -> &'static str {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    if content_type.starts_with("application/grpc-web") {
+        .filter(|v| v.to_str().is_ok())
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    // Case-insensitive prefix tests, without lower-casing a copy per request.
+    let starts_with = |prefix: &[u8]| {
+        content_type
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    };
+    if starts_with(b"application/grpc-web") {
         "grpc-web"
-    } else if content_type.starts_with("application/grpc") {
+    } else if starts_with(b"application/grpc") {
         "grpc"
-    } else if content_type.starts_with("application/connect+")
+    } else if starts_with(b"application/connect+")
         || request.headers().contains_key("connect-protocol-version")
     {
         "connect"
@@ -350,13 +356,14 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let http_method = request.method().clone();
-        let path = request.uri().path().to_owned();
-        let is_ops = matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
+        // A clone of the URI shares its buffer: no copy of the path per request.
+        let uri = request.uri().clone();
+        let is_ops = matches!(uri.path(), "/healthz" | "/readyz" | "/metrics");
         ResponseFuture {
             inner: Box::pin(async move {
                 if is_ops
                     && let Some(response) =
-                        ops_endpoint(&metrics, &health, &http_method, &path).await
+                        ops_endpoint(&metrics, &health, &http_method, uri.path()).await
                 {
                     return Ok(response);
                 }
@@ -372,9 +379,7 @@ where
                 let peer = request.extensions().get::<PeerAddr>().map(|p| p.0);
                 let in_flight = metrics
                     .in_flight
-                    .get_or_create(&ProtocolLabels {
-                        protocol: protocol.to_owned(),
-                    })
+                    .get_or_create(&ProtocolLabels { protocol })
                     .clone();
                 in_flight.inc();
                 let slot = Arc::new(CallSlot::default());
@@ -388,7 +393,7 @@ where
                 };
                 // A call the gateway served as Connect reached the method at the request's
                 // own path; REST reaches it under a route of its own.
-                if protocol == "rest" && slot.get().0.as_deref() == Some(path.as_str()) {
+                if protocol == "rest" && slot.get().0.as_deref() == Some(uri.path()) {
                     protocol = "connect";
                 }
                 response
@@ -400,7 +405,7 @@ where
                     protocol,
                     http_status: response.status(),
                     http_method,
-                    path,
+                    uri,
                     peer,
                     request_id,
                     started,
@@ -429,7 +434,7 @@ struct Finish {
     protocol: &'static str,
     http_status: StatusCode,
     http_method: Method,
-    path: String,
+    uri: http::Uri,
     peer: Option<SocketAddr>,
     request_id: HeaderValue,
     started: Instant,
@@ -448,27 +453,28 @@ impl Finish {
         let (service, method) = grpc_path
             .as_deref()
             .and_then(|p| p.trim_start_matches('/').split_once('/'))
-            .map(|(s, m)| (s.to_owned(), m.to_owned()))
             .unwrap_or_default();
         let code = code_name(code);
         let took = self.started.elapsed();
+        // The method's labels, then the call's from them (one String each for the two names).
+        let labels = MethodLabels {
+            protocol: self.protocol,
+            service: service.to_owned(),
+            method: method.to_owned(),
+        };
+        self.metrics
+            .duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
         self.metrics
             .requests
             .get_or_create(&CallLabels {
-                protocol: self.protocol.to_owned(),
-                service: service.clone(),
-                method: method.clone(),
-                code: code.to_owned(),
+                protocol: labels.protocol,
+                service: labels.service,
+                method: labels.method,
+                code,
             })
             .inc();
-        self.metrics
-            .duration
-            .get_or_create(&MethodLabels {
-                protocol: self.protocol.to_owned(),
-                service: service.clone(),
-                method: method.clone(),
-            })
-            .observe(took.as_secs_f64());
         tracing::info!(
             target: "switchyard::access",
             protocol = self.protocol,
@@ -477,7 +483,7 @@ impl Finish {
             code,
             http_status = self.http_status.as_u16(),
             http_method = %self.http_method,
-            path = %self.path,
+            path = %self.uri.path(),
             duration_ms = took.as_secs_f64() * 1000.0,
             peer = %self.peer.map(|p| p.to_string()).unwrap_or_default(),
             request_id = %self.request_id.to_str().unwrap_or_default(),

@@ -15,6 +15,12 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc malloc: glibc's malloc/free were ~24 % of the instructions of a
+/// REST call (BENCHMARKS.md, "Protocols"); the request path allocates many small short-lived
+/// buffers, which mimalloc's thread-local free lists serve much more cheaply.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Switchyard: one port serving gRPC, gRPC-Web, Connect and JSON REST (from google.api.http
 /// annotations) for a ZITADEL-compatible user-management API.
 #[derive(Debug, Parser)]
