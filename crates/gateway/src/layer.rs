@@ -191,6 +191,13 @@ where
             ));
             return rest::encode_error(&status, &state.pool);
         }
+        Err(RouteError::BadPath) => {
+            let status = Status::invalid_argument(format!(
+                "malformed percent-encoding in the path {}",
+                parts.uri.path()
+            ));
+            return rest::encode_error(&status, &state.pool);
+        }
         Err(RouteError::MethodNotAllowed { allowed }) => {
             let status = Status::unimplemented(format!(
                 "method {} not allowed for {}",

@@ -100,6 +100,10 @@ pub enum RouteError {
     /// No template matches the path.
     #[error("no route matches the path")]
     NotFound,
+    /// The path's percent-encoding is malformed: `%` not followed by two hex digits, or
+    /// escapes that decode to bytes that are not UTF-8.
+    #[error("malformed percent-encoding in the path")]
+    BadPath,
     /// Some template matches the path, but not with this HTTP method.
     #[error("method not allowed; allowed: {allowed:?}")]
     MethodNotAllowed {
@@ -273,11 +277,18 @@ impl RouteTable {
     ///
     /// # Errors
     ///
+    /// [`RouteError::BadPath`] for malformed percent-encoding,
     /// [`RouteError::NotFound`] if no template matches the path,
     /// [`RouteError::MethodNotAllowed`] if templates match but only for other
     /// HTTP methods.
     pub fn find(&self, method: &http::Method, path: &str) -> Result<RouteMatch, RouteError> {
         let path = path.split_once('?').map_or(path, |(p, _)| p);
+        if path
+            .split('/')
+            .any(|part| percent_decode(part, false).is_none())
+        {
+            return Err(RouteError::BadPath);
+        }
         let mut allowed: Vec<http::Method> = Vec::new();
         for index in self.candidates(path) {
             let Some(route) = self.routes.get(index) else {

@@ -69,6 +69,9 @@ pub(crate) fn decode_request(
     let path = parts.uri.path();
     let found = table.find(&parts.method, path).map_err(|err| match err {
         RouteError::NotFound => Status::not_found(format!("no route for {} {path}", parts.method)),
+        RouteError::BadPath => {
+            Status::invalid_argument(format!("malformed percent-encoding in the path {path}"))
+        }
         RouteError::MethodNotAllowed { allowed } => {
             let allowed: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
             Status::unimplemented(format!(
