@@ -10,8 +10,9 @@
 //!   bumps a generation counter, and an answer is only kept if its user was not invalidated
 //!   since the generation the lookup started at.
 //! - **Other processes** sharing the database (PostgreSQL) change rows this one never hears
-//!   of: an entry lives at most [`TTL`] (2 s), so a token removed, a user deactivated or a role
-//!   taken away on another node stops working here within 2 s.
+//!   of, so `switchyard serve` turns the cache off there (`Core::with_token_cache_ttl(ZERO)`):
+//!   access changes must hold on the next request on every node. An entry lives at most
+//!   [`TTL`] (2 s) all the same, as a bound for any other deployment that shares a store.
 //!
 //! A token's own expiry is checked on every hit. JWTs are not cached (their verifier checks
 //! `exp` and the signature itself). What this cache leaves to others: deciding what a commit
