@@ -718,7 +718,67 @@ async fn reflection_provides_the_descriptors() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    assert_eq!(response.text().await.unwrap(), r#"{"s":"refl","i64":"5"}"#);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!((&body["s"], &body["i64"]), (&json!("refl"), &json!("5")));
+    // The request id the gateway generated went upstream too, for correlation.
+    assert_eq!(body["seen"]["x-request-id"], json!(request_id));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_follows_the_upstreams() {
+    let upstream = start_upstream(pool(), false).await;
+    let live = format!("http://{}", upstream.addr);
+    // A port nothing listens on: bind, note, close.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let client = reqwest::Client::new();
+    let gateway = start_gateway(base_config(upstream.addr), &[]);
+    let ready = client.get(gateway.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    let healthy = client.get(gateway.url("/healthz")).send().await.unwrap();
+    assert_eq!(healthy.status().as_u16(), 200);
+    let echoed = client.get(gateway.url("/v1/echo/m")).send().await.unwrap();
+    assert_eq!(echoed.status().as_u16(), 200);
+    // The call is counted once its response is done: poll /metrics with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let metrics = client
+            .get(gateway.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let counted = metrics.lines().any(|l| {
+            l.starts_with("switchyard_requests_total{") && l.contains("protocol=\"rest\"")
+        });
+        if counted {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the REST call never reached /metrics:\n{metrics}"
+        );
+        tokio::task::yield_now().await;
+    }
+
+    let mut config = base_config(upstream.addr);
+    config["upstreams"]["echo"]["endpoints"] = json!([live, dead.clone()]);
+    let gateway = start_gateway(config, &[]);
+    let ready = client.get(gateway.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    let reason = ready.text().await.unwrap();
+    assert!(
+        reason.contains(dead.trim_start_matches("http://")),
+        "{reason}"
+    );
 }
 
 #[test]

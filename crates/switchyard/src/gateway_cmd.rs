@@ -323,35 +323,54 @@ pub(crate) async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let gateway = Gateway::new(pool, options).context("build the REST routes")?;
     let service = gateway.layer().layer(router);
 
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listen on {listen}"))?;
-    let local = listener.local_addr()?;
-    // Tests and scripts wait for this line: it is printed once the socket accepts.
-    tracing::info!(addr = %local, services = ?services, "listening (gateway: gRPC, gRPC-Web, Connect, REST; HTTP/1.1 and h2c)");
-    switchyard_gateway::serve(listener, service, shutdown_signal()).await?;
-    tracing::info!("stopped");
-    Ok(())
+    // The operations of `serve` around it: access log, metrics, /healthz, /readyz (every
+    // upstream reachable), limits, graceful drain on SIGTERM/SIGINT.
+    let mut endpoints: Vec<String> = args.upstreams.clone();
+    for up in config.upstreams.values() {
+        endpoints.extend(up.endpoints.iter().cloned());
+    }
+    tracing::info!(services = ?services, upstream_endpoints = ?endpoints, "gateway routes built");
+    let ops_config = crate::config::Config {
+        listen,
+        ..crate::config::Config::default()
+    };
+    crate::ops::serve(&ops_config, service, upstream_probe(endpoints)).await
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+/// `/readyz`'s probe in gateway mode: every upstream endpoint accepts a TCP connection within a
+/// second (the answer names the first that does not).
+fn upstream_probe(endpoints: Vec<String>) -> switchyard_gateway::ReadinessProbe {
+    let authorities: Vec<String> = endpoints
+        .iter()
+        .filter_map(|url| url.parse::<http::Uri>().ok())
+        .filter_map(|uri| {
+            let host = uri
+                .host()?
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let port = uri.port_u16().unwrap_or(80);
+            Some(if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            })
+        })
+        .collect();
+    std::sync::Arc::new(move || {
+        let authorities = authorities.clone();
+        Box::pin(async move {
+            for authority in &authorities {
+                let connect = tokio::net::TcpStream::connect(authority.as_str());
+                match tokio::time::timeout(Duration::from_secs(1), connect).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(format!("upstream {authority} unreachable: {e}")),
+                    Err(_) => return Err(format!("upstream {authority} did not answer within 1s")),
+                }
             }
-        } else {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
+            Ok(())
+        })
+    })
 }
 
 #[cfg(test)]
