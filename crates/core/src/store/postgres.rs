@@ -198,17 +198,27 @@ async fn apply_commit(tx: &Transaction<'_>, commit: &Commit) -> Result<(), Store
         .events
         .first()
         .map(|e| (e.aggregate_id.as_str(), e.sequence));
-    if !commit.events.is_empty() {
-        let stmt = tx
-            .prepare_cached(
+    let insert = if commit.events.is_empty() {
+        None
+    } else {
+        Some(
+            tx.prepare_cached(
                 "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, payload, \
                  resource_owner, creator, created_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .await
-            .map_err(backend)?;
-        for event in &commit.events {
+            .map_err(backend)?,
+        )
+    };
+    // Pipelined: every statement is sent before the first answer is awaited (futures polled in
+    // order send in order); PostgreSQL runs them in order and, after a failure, rejects the
+    // rest, so the first error in statement order is the one that says what went wrong.
+    let events = commit.events.iter().map(|event| {
+        let insert = insert.as_ref();
+        async move {
+            let Some(insert) = insert else { return Ok(()) };
             tx.execute(
-                &stmt,
+                insert,
                 &[
                     &event.aggregate_type.as_str(),
                     &event.aggregate_id,
@@ -221,13 +231,20 @@ async fn apply_commit(tx: &Transaction<'_>, commit: &Commit) -> Result<(), Store
                 ],
             )
             .await
-            .map_err(|e| classify(e, Some((&event.aggregate_id, event.sequence))))?;
+            .map(|_| ())
+            .map_err(|e| classify(e, Some((&event.aggregate_id, event.sequence))))
         }
-    }
-    for write in &commit.writes {
-        write_projection(tx, write, first).await?;
-    }
-    Ok(())
+    });
+    let writes = commit
+        .writes
+        .iter()
+        .map(|write| write_projection(tx, write, first));
+    let (events, writes) = futures_util::future::join(
+        futures_util::future::join_all(events),
+        futures_util::future::join_all(writes),
+    )
+    .await;
+    events.into_iter().chain(writes).collect()
 }
 
 async fn write_projection(
