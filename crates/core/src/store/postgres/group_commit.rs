@@ -69,20 +69,24 @@ async fn commit_batch(pool: &Pool, batch: Vec<Pending>) {
 
 /// One commit of a batch inside its own SAVEPOINT: on failure only it is rolled back.
 ///
-/// Pipelined: SAVEPOINT, the commit's statements and RELEASE are all sent before the first
-/// answer is awaited, so a command costs one round trip instead of four. PostgreSQL runs them in
-/// order; after a failure it rejects the rest (the RELEASE too), and ROLLBACK TO SAVEPOINT then
-/// undoes just this command. The error reported is the first in statement order.
+/// Pipelined: SAVEPOINT and the commit's statements are sent before the first answer is
+/// awaited, then RELEASE — two round trips per command instead of four. RELEASE waits for the
+/// statements' answers on purpose: a statement whose preparation needs a round trip is sent
+/// later than its siblings, and must still run inside the savepoint. After a failure
+/// PostgreSQL rejects the rest, and ROLLBACK TO SAVEPOINT undoes just this command; the error
+/// reported is the first in statement order.
 async fn apply_in_savepoint(tx: &mut Transaction<'_>, commit: &Commit) -> Result<(), StoreError> {
     let tx: &Transaction<'_> = tx;
-    let (saved, applied, released) = futures_util::future::join3(
+    let (saved, applied) = futures_util::future::join(
         tx.batch_execute("SAVEPOINT sy_commit"),
         apply_commit(tx, commit),
-        tx.batch_execute("RELEASE SAVEPOINT sy_commit"),
     )
     .await;
     match (saved, applied) {
-        (Ok(()), Ok(())) => released.map_err(backend),
+        (Ok(()), Ok(())) => tx
+            .batch_execute("RELEASE SAVEPOINT sy_commit")
+            .await
+            .map_err(backend),
         (saved, applied) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT sy_commit; RELEASE SAVEPOINT sy_commit")
                 .await
