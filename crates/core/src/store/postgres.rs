@@ -18,7 +18,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transacti
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{NoTls, Row, Statement};
 
 use super::query::UserQuery;
 use super::{Commit, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage};
@@ -193,32 +193,96 @@ fn parse_scope(key: &str) -> Option<MemberScope> {
 }
 
 /// Appends the events and writes the projections of `commit` inside `tx`.
-async fn apply_commit(tx: &Transaction<'_>, commit: &Commit) -> Result<(), StoreError> {
+/// The statements a commit writes with; [`prepare_writes`] prepares them all up front.
+const INSERT_EVENT: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, payload, \
+                 resource_owner, creator, created_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const UPSERT_USER: &str = "INSERT INTO users (id, resource_owner, username, username_key, state, is_human, \
+                     first_name, last_name, nick_name, display_name, email, data, password_hash, \
+                     sequence, created_us, changed_us) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                     ON CONFLICT (id) DO UPDATE SET resource_owner = excluded.resource_owner, \
+                     username = excluded.username, username_key = excluded.username_key, \
+                     state = excluded.state, is_human = excluded.is_human, \
+                     first_name = excluded.first_name, last_name = excluded.last_name, \
+                     nick_name = excluded.nick_name, display_name = excluded.display_name, \
+                     email = excluded.email, data = excluded.data, \
+                     password_hash = excluded.password_hash, sequence = excluded.sequence, \
+                     changed_us = excluded.changed_us";
+const UPSERT_ORG: &str = "INSERT INTO orgs (id, name, name_key, primary_domain, sequence, created_us, changed_us) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_key = excluded.name_key, \
+                     primary_domain = excluded.primary_domain, sequence = excluded.sequence, \
+                     changed_us = excluded.changed_us";
+const UPSERT_MEMBER: &str = "INSERT INTO members (scope, user_id, roles) VALUES ($1, $2, $3) \
+                     ON CONFLICT (scope, user_id) DO UPDATE SET roles = excluded.roles";
+const DELETE_MEMBER: &str = "DELETE FROM members WHERE scope = $1 AND user_id = $2";
+const DELETE_TOKEN: &str = "DELETE FROM tokens WHERE id = $1";
+const INSERT_TOKEN: &str = "INSERT INTO tokens (id, user_id, resource_owner, hash, expiration_us, created_us) \
+                     VALUES ($1, $2, $3, $4, $5, $6)";
+const WRITE_STATEMENTS: [&str; 7] = [
+    INSERT_EVENT,
+    UPSERT_USER,
+    UPSERT_ORG,
+    UPSERT_MEMBER,
+    DELETE_MEMBER,
+    DELETE_TOKEN,
+    INSERT_TOKEN,
+];
+
+/// The prepared statements a commit writes with, in the order of [`WRITE_STATEMENTS`].
+pub(super) struct Writes {
+    insert_event: Statement,
+    upsert_user: Statement,
+    upsert_org: Statement,
+    upsert_member: Statement,
+    delete_member: Statement,
+    delete_token: Statement,
+    insert_token: Statement,
+}
+
+/// Prepares every statement a commit may write with (a cache hit once this connection used
+/// them). With them in hand, a commit sends its statements without awaiting anything in
+/// between, so they leave in order — what pipelining them relies on.
+///
+/// # Errors
+/// A statement the server cannot prepare.
+pub(super) async fn prepare_writes(tx: &Transaction<'_>) -> Result<Writes, StoreError> {
+    let mut prepared = Vec::with_capacity(WRITE_STATEMENTS.len());
+    for sql in WRITE_STATEMENTS {
+        prepared.push(tx.prepare_cached(sql).await.map_err(backend)?);
+    }
+    let mut next = prepared.into_iter();
+    let mut take = || {
+        next.next()
+            .ok_or_else(|| StoreError::Backend("statement missing".to_owned()))
+    };
+    Ok(Writes {
+        insert_event: take()?,
+        upsert_user: take()?,
+        upsert_org: take()?,
+        upsert_member: take()?,
+        delete_member: take()?,
+        delete_token: take()?,
+        insert_token: take()?,
+    })
+}
+
+async fn apply_commit(
+    tx: &Transaction<'_>,
+    writes_with: &Writes,
+    commit: &Commit,
+) -> Result<(), StoreError> {
     let first = commit
         .events
         .first()
         .map(|e| (e.aggregate_id.as_str(), e.sequence));
-    let insert = if commit.events.is_empty() {
-        None
-    } else {
-        Some(
-            tx.prepare_cached(
-                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, payload, \
-                 resource_owner, creator, created_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .await
-            .map_err(backend)?,
-        )
-    };
     // Pipelined: every statement is sent before the first answer is awaited (futures polled in
     // order send in order); PostgreSQL runs them in order and, after a failure, rejects the
     // rest, so the first error in statement order is the one that says what went wrong.
-    let events = commit.events.iter().map(|event| {
-        let insert = insert.as_ref();
-        async move {
-            let Some(insert) = insert else { return Ok(()) };
+    let events = commit.events.iter().map(|event| async move {
+        {
             tx.execute(
-                insert,
+                &writes_with.insert_event,
                 &[
                     &event.aggregate_type.as_str(),
                     &event.aggregate_id,
@@ -238,7 +302,7 @@ async fn apply_commit(tx: &Transaction<'_>, commit: &Commit) -> Result<(), Store
     let writes = commit
         .writes
         .iter()
-        .map(|write| write_projection(tx, write, first));
+        .map(|write| write_projection(tx, writes_with, write, first));
     let (events, writes) = futures_util::future::join(
         futures_util::future::join_all(events),
         futures_util::future::join_all(writes),
@@ -249,6 +313,7 @@ async fn apply_commit(tx: &Transaction<'_>, commit: &Commit) -> Result<(), Store
 
 async fn write_projection(
     tx: &Transaction<'_>,
+    writes_with: &Writes,
     write: &ProjectionWrite,
     aggregate: Option<(&str, u64)>,
 ) -> Result<(), StoreError> {
@@ -267,24 +332,9 @@ async fn write_projection(
             };
             let data = serde_json::to_string(&user.kind)
                 .map_err(|e| StoreError::Backend(format!("encode user data: {e}")))?;
-            let stmt = tx
-                .prepare_cached(
-                    "INSERT INTO users (id, resource_owner, username, username_key, state, is_human, \
-                     first_name, last_name, nick_name, display_name, email, data, password_hash, \
-                     sequence, created_us, changed_us) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-                     ON CONFLICT (id) DO UPDATE SET resource_owner = excluded.resource_owner, \
-                     username = excluded.username, username_key = excluded.username_key, \
-                     state = excluded.state, is_human = excluded.is_human, \
-                     first_name = excluded.first_name, last_name = excluded.last_name, \
-                     nick_name = excluded.nick_name, display_name = excluded.display_name, \
-                     email = excluded.email, data = excluded.data, \
-                     password_hash = excluded.password_hash, sequence = excluded.sequence, \
-                     changed_us = excluded.changed_us",
-                )
-                .await.map_err(classify)?;
+            let stmt = &writes_with.upsert_user;
             tx.execute(
-                &stmt,
+                stmt,
                 &[
                     &user.id,
                     &user.resource_owner,
@@ -308,17 +358,9 @@ async fn write_projection(
             .map_err(classify)?;
         }
         ProjectionWrite::Org(org) => {
-            let stmt = tx
-                .prepare_cached(
-                    "INSERT INTO orgs (id, name, name_key, primary_domain, sequence, created_us, changed_us) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_key = excluded.name_key, \
-                     primary_domain = excluded.primary_domain, sequence = excluded.sequence, \
-                     changed_us = excluded.changed_us",
-                )
-                .await.map_err(classify)?;
+            let stmt = &writes_with.upsert_org;
             tx.execute(
-                &stmt,
+                stmt,
                 &[
                     &org.id,
                     &org.name,
@@ -335,42 +377,25 @@ async fn write_projection(
         ProjectionWrite::Member(member) => {
             let roles = serde_json::to_string(&member.roles)
                 .map_err(|e| StoreError::Backend(format!("encode roles: {e}")))?;
-            let stmt = tx
-                .prepare_cached(
-                    "INSERT INTO members (scope, user_id, roles) VALUES ($1, $2, $3) \
-                     ON CONFLICT (scope, user_id) DO UPDATE SET roles = excluded.roles",
-                )
-                .await
-                .map_err(classify)?;
-            tx.execute(&stmt, &[&scope_key(&member.scope), &member.user_id, &roles])
+            let stmt = &writes_with.upsert_member;
+            tx.execute(stmt, &[&scope_key(&member.scope), &member.user_id, &roles])
                 .await
                 .map_err(classify)?;
         }
         ProjectionWrite::RemoveMember { scope, user_id } => {
-            let stmt = tx
-                .prepare_cached("DELETE FROM members WHERE scope = $1 AND user_id = $2")
-                .await
-                .map_err(classify)?;
-            tx.execute(&stmt, &[&scope_key(scope), user_id])
+            let stmt = &writes_with.delete_member;
+            tx.execute(stmt, &[&scope_key(scope), user_id])
                 .await
                 .map_err(classify)?;
         }
         ProjectionWrite::RemoveToken { id } => {
-            let stmt = tx
-                .prepare_cached("DELETE FROM tokens WHERE id = $1")
-                .await
-                .map_err(classify)?;
-            tx.execute(&stmt, &[id]).await.map_err(classify)?;
+            let stmt = &writes_with.delete_token;
+            tx.execute(stmt, &[id]).await.map_err(classify)?;
         }
         ProjectionWrite::Token(token) => {
-            let stmt = tx
-                .prepare_cached(
-                    "INSERT INTO tokens (id, user_id, resource_owner, hash, expiration_us, created_us) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .await.map_err(classify)?;
+            let stmt = &writes_with.insert_token;
             tx.execute(
-                &stmt,
+                stmt,
                 &[
                     &token.id,
                     &token.user_id,
@@ -461,7 +486,8 @@ impl EventStore for PostgresStore {
         let started = std::time::Instant::now();
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
-        apply_commit(&tx, &commit).await?;
+        let writes_with = prepare_writes(&tx).await?;
+        apply_commit(&tx, &writes_with, &commit).await?;
         tx.commit().await.map_err(backend)?;
         super::stats::record(started.elapsed(), 1);
         Ok(())
@@ -779,8 +805,9 @@ impl EventStore for PostgresStore {
             .await
             .map_err(|e| classify(e, Some((&event.aggregate_id, event.sequence))))?;
         }
+        let writes_with = prepare_writes(&tx).await?;
         for write in writes {
-            write_projection(&tx, write, None).await?;
+            write_projection(&tx, &writes_with, write, None).await?;
         }
         tx.commit().await.map_err(backend)
     }

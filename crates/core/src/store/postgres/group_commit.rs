@@ -4,7 +4,7 @@
 use deadpool_postgres::{Pool, Transaction};
 use tokio::sync::mpsc;
 
-use super::{MAX_BATCH, Pending, apply_commit, backend};
+use super::{MAX_BATCH, Pending, apply_commit, backend, prepare_writes};
 use crate::store::{Commit, StoreError};
 
 /// The group committer: takes what is waiting (up to [`MAX_BATCH`]), commits it as one
@@ -69,24 +69,25 @@ async fn commit_batch(pool: &Pool, batch: Vec<Pending>) {
 
 /// One commit of a batch inside its own SAVEPOINT: on failure only it is rolled back.
 ///
-/// Pipelined: SAVEPOINT and the commit's statements are sent before the first answer is
-/// awaited, then RELEASE — two round trips per command instead of four. RELEASE waits for the
-/// statements' answers on purpose: a statement whose preparation needs a round trip is sent
-/// later than its siblings, and must still run inside the savepoint. After a failure
-/// PostgreSQL rejects the rest, and ROLLBACK TO SAVEPOINT undoes just this command; the error
-/// reported is the first in statement order.
+/// Pipelined into one round trip: SAVEPOINT, the commit's statements and RELEASE are all sent
+/// before the first answer is awaited. That is only sound if they leave in that order, so every
+/// statement is prepared first ([`prepare_writes`]; cached per connection, free after its first
+/// use) and handed in: nothing is awaited between the sends. (A statement prepared on the way
+/// would leave after the RELEASE and run outside the savepoint, where a failure aborts the whole
+/// batch: the three-node test caught that once.) PostgreSQL runs them in order; after a
+/// failure it rejects the rest (the RELEASE too), and ROLLBACK TO SAVEPOINT undoes just this
+/// command. The error reported is the first in statement order.
 async fn apply_in_savepoint(tx: &mut Transaction<'_>, commit: &Commit) -> Result<(), StoreError> {
     let tx: &Transaction<'_> = tx;
-    let (saved, applied) = futures_util::future::join(
+    let writes_with = prepare_writes(tx).await?;
+    let (saved, applied, released) = futures_util::future::join3(
         tx.batch_execute("SAVEPOINT sy_commit"),
-        apply_commit(tx, commit),
+        apply_commit(tx, &writes_with, commit),
+        tx.batch_execute("RELEASE SAVEPOINT sy_commit"),
     )
     .await;
     match (saved, applied) {
-        (Ok(()), Ok(())) => tx
-            .batch_execute("RELEASE SAVEPOINT sy_commit")
-            .await
-            .map_err(backend),
+        (Ok(()), Ok(())) => released.map_err(backend),
         (saved, applied) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT sy_commit; RELEASE SAVEPOINT sy_commit")
                 .await
