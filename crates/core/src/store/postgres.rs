@@ -777,20 +777,14 @@ impl EventStore for PostgresStore {
     ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, payload, \
-                 resource_owner, creator, created_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .await
-            .map_err(backend)?;
+        let writes_with = prepare_writes(&tx).await?;
         for LogEntry {
             aggregate_type,
             event,
         } in entries
         {
             tx.execute(
-                &stmt,
+                &writes_with.insert_event,
                 &[
                     aggregate_type,
                     &event.aggregate_id,
@@ -805,7 +799,6 @@ impl EventStore for PostgresStore {
             .await
             .map_err(|e| classify(e, Some((&event.aggregate_id, event.sequence))))?;
         }
-        let writes_with = prepare_writes(&tx).await?;
         for write in writes {
             write_projection(&tx, &writes_with, write, None).await?;
         }
