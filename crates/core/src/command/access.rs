@@ -10,7 +10,7 @@ use crate::domain::org::{MemberScope, Membership, ORG_ROLES};
 use crate::domain::token::{PersonalAccessToken, hash_secret, new_secret};
 use crate::domain::user::{Machine, User, UserKind, UserState};
 use crate::domain::{DomainError, ErrorKind, now_us};
-use crate::store::{Commit, ProjectionWrite, StoredEvent};
+use crate::store::{Commit, ProjectionWrite, StoreError, StoredEvent};
 
 /// A machine user to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +66,7 @@ fn check_roles(roles: &[String]) -> Result<Vec<String>, DomainError> {
 
 impl Core {
     /// The user `user_id` if it exists in `ctx`'s org (v1 scoping).
-    async fn user_in(&self, ctx: &OrgContext, user_id: &str) -> Result<Option<User>, StoreError2> {
+    async fn user_in(&self, ctx: &OrgContext, user_id: &str) -> Result<Option<User>, StoreError> {
         Ok(self
             .store
             .user(user_id)
@@ -224,7 +224,7 @@ impl Core {
         let user = self
             .user_in(ctx, user_id.trim())
             .await
-            .map_err(|e| store_error(e.0))?
+            .map_err(store_error)?
             .ok_or_else(|| user_not_found("QUERY-Dfbg2"))?;
         self.store.tokens(&user.id).await.map_err(store_error)
     }
@@ -457,19 +457,4 @@ pub enum MemberChange {
     Update(Vec<String>),
     /// Remove an existing member.
     Remove,
-}
-
-/// A store error inside a helper that feeds [`with_retry`] attempts.
-pub(crate) struct StoreError2(crate::store::StoreError);
-
-impl From<crate::store::StoreError> for StoreError2 {
-    fn from(e: crate::store::StoreError) -> Self {
-        Self(e)
-    }
-}
-
-impl From<StoreError2> for Attempt {
-    fn from(e: StoreError2) -> Self {
-        Attempt::Store(e.0)
-    }
 }
