@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use switchyard_transcode::RouteError;
+use http::{Request, Response, StatusCode, header};
 use tonic::Status;
 use tower::{Layer, Service};
 
@@ -183,39 +182,7 @@ where
     // The one route lookup of the request: its match is used again below.
     let found = match state.routes.find(&parts.method, parts.uri.path()) {
         Ok(found) => found,
-        Err(RouteError::NotFound) => {
-            let status = Status::not_found(format!(
-                "no route for {} {}",
-                parts.method,
-                parts.uri.path()
-            ));
-            return rest::encode_error(&status, &state.pool);
-        }
-        Err(RouteError::BadPath) => {
-            let status = Status::invalid_argument(format!(
-                "malformed percent-encoding in the path {}",
-                parts.uri.path()
-            ));
-            return rest::encode_error(&status, &state.pool);
-        }
-        Err(RouteError::MethodNotAllowed { allowed }) => {
-            let status = Status::unimplemented(format!(
-                "method {} not allowed for {}",
-                parts.method,
-                parts.uri.path()
-            ));
-            let mut response = rest::encode_error(&status, &state.pool);
-            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            let allow = allowed
-                .iter()
-                .map(http::Method::as_str)
-                .collect::<Vec<_>>()
-                .join(", ");
-            if let Ok(allow) = HeaderValue::from_str(&allow) {
-                response.headers_mut().insert(header::ALLOW, allow);
-            }
-            return response;
-        }
+        Err(err) => return rest::route_error(&err, &parts.method, parts.uri.path(), &state.pool),
     };
     let limit = state.opts.max_message_bytes;
     let outcome = async {

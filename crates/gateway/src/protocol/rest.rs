@@ -24,8 +24,10 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage};
+#[cfg(test)]
+use switchyard_transcode::RouteTable;
 use switchyard_transcode::status::http_status;
-use switchyard_transcode::{JsonOptions, Route, RouteError, RouteTable, rest_error_body};
+use switchyard_transcode::{JsonOptions, Route, RouteError, rest_error_body};
 use tonic::Status;
 
 use crate::protocol::full_response;
@@ -57,31 +59,60 @@ impl RestCall {
 /// match but not for this HTTP method (as grpc-gateway does); INVALID_ARGUMENT
 /// for a malformed body, a value that does not fit its field, or an unknown
 /// query parameter.
-// The gateway looks the route up before reading the body and calls `decode_matched`; this
-// one-step form stays the module's documented contract and is what the tests drive.
-#[cfg_attr(not(test), allow(dead_code))]
+// The gateway looks the route up itself before reading the body, then calls
+// `decode_matched`; this one-step form is what the unit tests drive.
+#[cfg(test)]
 pub(crate) fn decode_request(
     table: &RouteTable,
     opts: &JsonOptions,
     parts: &Parts,
     body: Bytes,
 ) -> Result<RestCall, Status> {
-    let path = parts.uri.path();
-    let found = table.find(&parts.method, path).map_err(|err| match err {
-        RouteError::NotFound => Status::not_found(format!("no route for {} {path}", parts.method)),
+    let found = table
+        .find(&parts.method, parts.uri.path())
+        .map_err(|err| route_status(&err, &parts.method, parts.uri.path()))?;
+    decode_matched(&found, opts, parts, body)
+}
+
+/// The status of a failed route lookup: NOT_FOUND, INVALID_ARGUMENT for a malformed path, or
+/// UNIMPLEMENTED for a method the path's templates do not take (as grpc-gateway does).
+pub(crate) fn route_status(err: &RouteError, method: &http::Method, path: &str) -> Status {
+    match err {
+        RouteError::NotFound => Status::not_found(format!("no route for {method} {path}")),
         RouteError::BadPath => {
             Status::invalid_argument(format!("malformed percent-encoding in the path {path}"))
         }
         RouteError::MethodNotAllowed { allowed } => {
             let allowed: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
             Status::unimplemented(format!(
-                "method {} not allowed for {path}; allowed: {}",
-                parts.method,
+                "method {method} not allowed for {path}; allowed: {}",
                 allowed.join(", ")
             ))
         }
-    })?;
-    decode_matched(&found, opts, parts, body)
+    }
+}
+
+/// The REST answer to a failed route lookup: the JSON error of [`route_status`], and for a
+/// method the templates do not take, 405 with an `Allow` header listing the ones they do.
+pub(crate) fn route_error(
+    err: &RouteError,
+    method: &http::Method,
+    path: &str,
+    pool: &DescriptorPool,
+) -> Response<tonic::body::Body> {
+    let mut response = encode_error(&route_status(err, method, path), pool);
+    if let RouteError::MethodNotAllowed { allowed } = err {
+        *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        let allow = allowed
+            .iter()
+            .map(http::Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Ok(allow) = http::HeaderValue::from_str(&allow) {
+            response.headers_mut().insert(http::header::ALLOW, allow);
+        }
+    }
+    response
 }
 
 /// As [`decode_request`], for a route already looked up (the gateway finds it before reading
