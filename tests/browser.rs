@@ -23,9 +23,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use switchyard_proto::zitadel::user::v2 as user_v2;
-use switchyard_proto::zitadel::user::v2::user_service_client::UserServiceClient;
-use switchyard_tests::{Server, run_with_deadline};
+use switchyard_tests::{Server, assert_active_on_server, run_with_deadline};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// How long one `node browser.mjs` run may take (bundling, or launching Chromium and two pages).
@@ -253,44 +251,6 @@ fn assert_lifecycle(flow: &Value, protocol: &str, username: &str) -> (String, St
     (str_at(flow, "/userId").to_owned(), username.to_owned())
 }
 
-/// Asks the server itself (tonic, native gRPC) whether the page's users exist and are active.
-fn assert_active_on_server(server: &Server, users: &[(String, String)]) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let channel = tonic::transport::Channel::from_shared(server.url())
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect");
-        let bearer: tonic::metadata::MetadataValue<_> = server.bearer().parse().unwrap();
-        let mut client = UserServiceClient::new(channel);
-        for (user_id, username) in users {
-            let mut request = tonic::Request::new(user_v2::GetUserByIdRequest {
-                user_id: user_id.clone(),
-            });
-            request
-                .metadata_mut()
-                .insert("authorization", bearer.clone());
-            let user = client
-                .get_user_by_id(request)
-                .await
-                .unwrap_or_else(|s| panic!("v2 GetUserByID {user_id}: {s:?}"))
-                .into_inner()
-                .user
-                .expect("user");
-            assert_eq!(&user.username, username);
-            assert_eq!(
-                user.state,
-                user_v2::UserState::Active as i32,
-                "user {user_id}"
-            );
-        }
-    });
-}
-
 #[test]
 fn connect_web_from_another_origin_and_cors_enforced() {
     require_setup();
@@ -359,7 +319,7 @@ fn connect_web_from_another_origin_and_cors_enforced() {
         serde_json::json!([]),
         "allowed origin: {page:#}"
     );
-    assert_active_on_server(&server, &users);
+    assert_active_on_server(&server, &users, &[]);
 
     // --- The origin not allowed: the browser refused both protocols' first call. -------------
     let page = &pages[1];

@@ -14,11 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use switchyard_proto::zitadel::management::v1 as mgmt;
-use switchyard_proto::zitadel::management::v1::management_service_client::ManagementServiceClient;
-use switchyard_proto::zitadel::user::v2 as user_v2;
-use switchyard_proto::zitadel::user::v2::user_service_client::UserServiceClient;
-use switchyard_tests::{ScriptRun, Server, run_with_deadline};
+use switchyard_tests::{ScriptRun, Server, assert_active_on_server, run_with_deadline};
 
 /// How long one client script may run (it makes a handful of calls on a local server).
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(120);
@@ -133,59 +129,6 @@ fn assert_v1_flow(flow: &Value) -> String {
     assert!(!str_at(flow, "/orgId").is_empty());
     assert_connect_es_precondition(flow, "COMMAND-6M0sf");
     str_at(flow, "/userId").to_owned()
-}
-
-/// Asks the server itself (tonic, native gRPC) whether the clients' users exist and are active.
-fn assert_active_on_server(server: &Server, v2_users: &[(String, String)], v1_users: &[String]) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let channel = tonic::transport::Channel::from_shared(server.url())
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect");
-        let bearer: tonic::metadata::MetadataValue<_> = server.bearer().parse().unwrap();
-        let mut users = UserServiceClient::new(channel.clone());
-        for (user_id, username) in v2_users {
-            let mut request = tonic::Request::new(user_v2::GetUserByIdRequest {
-                user_id: user_id.clone(),
-            });
-            request
-                .metadata_mut()
-                .insert("authorization", bearer.clone());
-            let user = users
-                .get_user_by_id(request)
-                .await
-                .unwrap_or_else(|s| panic!("v2 GetUserByID {user_id}: {s:?}"))
-                .into_inner()
-                .user
-                .expect("user");
-            assert_eq!(&user.username, username);
-            assert_eq!(
-                user.state,
-                user_v2::UserState::Active as i32,
-                "user {user_id}"
-            );
-        }
-        let mut management = ManagementServiceClient::new(channel);
-        for id in v1_users {
-            let mut request = tonic::Request::new(mgmt::GetUserByIdRequest { id: id.clone() });
-            request
-                .metadata_mut()
-                .insert("authorization", bearer.clone());
-            let user = management
-                .get_user_by_id(request)
-                .await
-                .unwrap_or_else(|s| panic!("v1 GetUserByID {id}: {s:?}"))
-                .into_inner()
-                .user
-                .expect("user");
-            assert_eq!(user.state, 1, "USER_STATE_ACTIVE, user {id}");
-        }
-    });
 }
 
 /// ZITADEL's Node SDK (`@zitadel/client`): its own gRPC server transport with its bearer

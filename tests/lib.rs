@@ -417,3 +417,61 @@ pub fn run_with_deadline(command: &mut Command, what: &str, deadline: Duration) 
         result,
     }
 }
+
+/// Asks the server itself (tonic, native gRPC) whether the users a client created exist and are
+/// active: `v2_users` as (id, user name) through v2 GetUserByID, `v1_users` through v1.
+pub fn assert_active_on_server(
+    server: &Server,
+    v2_users: &[(String, String)],
+    v1_users: &[String],
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let channel = tonic::transport::Channel::from_shared(server.url())
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect");
+        let bearer: tonic::metadata::MetadataValue<_> = server.bearer().parse().unwrap();
+        let mut users = switchyard_proto::zitadel::user::v2::user_service_client::UserServiceClient::new(channel.clone());
+        for (user_id, username) in v2_users {
+            let mut request = tonic::Request::new(switchyard_proto::zitadel::user::v2::GetUserByIdRequest {
+                user_id: user_id.clone(),
+            });
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            let user = users
+                .get_user_by_id(request)
+                .await
+                .unwrap_or_else(|s| panic!("v2 GetUserByID {user_id}: {s:?}"))
+                .into_inner()
+                .user
+                .expect("user");
+            assert_eq!(&user.username, username);
+            assert_eq!(
+                user.state,
+                switchyard_proto::zitadel::user::v2::UserState::Active as i32,
+                "user {user_id}"
+            );
+        }
+        let mut management = switchyard_proto::zitadel::management::v1::management_service_client::ManagementServiceClient::new(channel);
+        for id in v1_users {
+            let mut request = tonic::Request::new(switchyard_proto::zitadel::management::v1::GetUserByIdRequest { id: id.clone() });
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            let user = management
+                .get_user_by_id(request)
+                .await
+                .unwrap_or_else(|s| panic!("v1 GetUserByID {id}: {s:?}"))
+                .into_inner()
+                .user
+                .expect("user");
+            assert_eq!(user.state, 1, "USER_STATE_ACTIVE, user {id}");
+        }
+    });
+}
