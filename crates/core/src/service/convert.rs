@@ -253,71 +253,56 @@ fn missing_query() -> Status {
     Status::invalid_argument("a search query must set exactly one query")
 }
 
-pub(crate) fn filter_v1(q: &user_v1::SearchQuery, depth: usize) -> Result<UserFilter, Status> {
-    use user_v1::search_query::Query;
-    if depth > MAX_QUERY_DEPTH {
-        return Err(too_deep());
-    }
-    let all = |qs: &[user_v1::SearchQuery]| -> Result<Vec<UserFilter>, Status> {
-        qs.iter().map(|q| filter_v1(q, depth + 1)).collect()
+/// Defines `$name`, which turns one generation's `SearchQuery` into a [`UserFilter`]. v1 and
+/// v2 declare the same query messages in different packages (v2 adds a few), so one body
+/// serves both; `$extra` are the generation's own arms.
+macro_rules! search_filter {
+    ($name:ident, $pkg:ident, $state:ident, { $($extra:tt)* }) => {
+        pub(crate) fn $name(q: &$pkg::SearchQuery, depth: usize) -> Result<UserFilter, Status> {
+            use $pkg::search_query::Query;
+            if depth > MAX_QUERY_DEPTH {
+                return Err(too_deep());
+            }
+            let all = |qs: &[$pkg::SearchQuery]| -> Result<Vec<UserFilter>, Status> {
+                qs.iter().map(|q| $name(q, depth + 1)).collect()
+            };
+            Ok(match q.query.as_ref().ok_or_else(missing_query)? {
+                Query::UserNameQuery(x) => UserFilter::UserName(text_match(&x.user_name, x.method)?),
+                Query::FirstNameQuery(x) => {
+                    UserFilter::FirstName(text_match(&x.first_name, x.method)?)
+                }
+                Query::LastNameQuery(x) => UserFilter::LastName(text_match(&x.last_name, x.method)?),
+                Query::NickNameQuery(x) => UserFilter::NickName(text_match(&x.nick_name, x.method)?),
+                Query::DisplayNameQuery(x) => {
+                    UserFilter::DisplayName(text_match(&x.display_name, x.method)?)
+                }
+                Query::EmailQuery(x) => UserFilter::Email(text_match(&x.email_address, x.method)?),
+                Query::LoginNameQuery(x) => {
+                    UserFilter::LoginName(text_match(&x.login_name, x.method)?)
+                }
+                Query::StateQuery(x) => state_filter($state(x.state)?),
+                Query::TypeQuery(x) => type_filter(x.r#type)?,
+                Query::InUserIdsQuery(x) => UserFilter::InIds(x.user_ids.clone()),
+                Query::InUserEmailsQuery(x) => UserFilter::InEmails(x.user_emails.clone()),
+                Query::OrQuery(x) => UserFilter::Or(all(&x.queries)?),
+                Query::AndQuery(x) => UserFilter::And(all(&x.queries)?),
+                Query::NotQuery(x) => {
+                    let inner = x.query.as_deref().ok_or_else(missing_query)?;
+                    UserFilter::Not(Box::new($name(inner, depth + 1)?))
+                }
+                $($extra)*
+            })
+        }
     };
-    Ok(match q.query.as_ref().ok_or_else(missing_query)? {
-        Query::UserNameQuery(x) => UserFilter::UserName(text_match(&x.user_name, x.method)?),
-        Query::FirstNameQuery(x) => UserFilter::FirstName(text_match(&x.first_name, x.method)?),
-        Query::LastNameQuery(x) => UserFilter::LastName(text_match(&x.last_name, x.method)?),
-        Query::NickNameQuery(x) => UserFilter::NickName(text_match(&x.nick_name, x.method)?),
-        Query::DisplayNameQuery(x) => {
-            UserFilter::DisplayName(text_match(&x.display_name, x.method)?)
-        }
-        Query::EmailQuery(x) => UserFilter::Email(text_match(&x.email_address, x.method)?),
-        Query::LoginNameQuery(x) => UserFilter::LoginName(text_match(&x.login_name, x.method)?),
-        Query::StateQuery(x) => state_filter(state_from_v1(x.state)?),
-        Query::TypeQuery(x) => type_filter(x.r#type)?,
-        Query::InUserIdsQuery(x) => UserFilter::InIds(x.user_ids.clone()),
-        Query::InUserEmailsQuery(x) => UserFilter::InEmails(x.user_emails.clone()),
-        Query::OrQuery(x) => UserFilter::Or(all(&x.queries)?),
-        Query::AndQuery(x) => UserFilter::And(all(&x.queries)?),
-        Query::NotQuery(x) => {
-            let inner = x.query.as_deref().ok_or_else(missing_query)?;
-            UserFilter::Not(Box::new(filter_v1(inner, depth + 1)?))
-        }
-    })
 }
 
-pub(crate) fn filter_v2(q: &user_v2::SearchQuery, depth: usize) -> Result<UserFilter, Status> {
-    use user_v2::search_query::Query;
-    if depth > MAX_QUERY_DEPTH {
-        return Err(too_deep());
+search_filter!(filter_v1, user_v1, state_from_v1, {});
+search_filter!(filter_v2, user_v2, state_from_v2, {
+    Query::OrganizationIdQuery(x) => UserFilter::Org(x.organization_id.clone()),
+    Query::PhoneQuery(_) => {
+        return Err(Status::unimplemented("phone queries are not supported yet"));
     }
-    let all = |qs: &[user_v2::SearchQuery]| -> Result<Vec<UserFilter>, Status> {
-        qs.iter().map(|q| filter_v2(q, depth + 1)).collect()
-    };
-    Ok(match q.query.as_ref().ok_or_else(missing_query)? {
-        Query::UserNameQuery(x) => UserFilter::UserName(text_match(&x.user_name, x.method)?),
-        Query::FirstNameQuery(x) => UserFilter::FirstName(text_match(&x.first_name, x.method)?),
-        Query::LastNameQuery(x) => UserFilter::LastName(text_match(&x.last_name, x.method)?),
-        Query::NickNameQuery(x) => UserFilter::NickName(text_match(&x.nick_name, x.method)?),
-        Query::DisplayNameQuery(x) => {
-            UserFilter::DisplayName(text_match(&x.display_name, x.method)?)
-        }
-        Query::EmailQuery(x) => UserFilter::Email(text_match(&x.email_address, x.method)?),
-        Query::LoginNameQuery(x) => UserFilter::LoginName(text_match(&x.login_name, x.method)?),
-        Query::StateQuery(x) => state_filter(state_from_v2(x.state)?),
-        Query::TypeQuery(x) => type_filter(x.r#type)?,
-        Query::InUserIdsQuery(x) => UserFilter::InIds(x.user_ids.clone()),
-        Query::InUserEmailsQuery(x) => UserFilter::InEmails(x.user_emails.clone()),
-        Query::OrganizationIdQuery(x) => UserFilter::Org(x.organization_id.clone()),
-        Query::PhoneQuery(_) => {
-            return Err(Status::unimplemented("phone queries are not supported yet"));
-        }
-        Query::OrQuery(x) => UserFilter::Or(all(&x.queries)?),
-        Query::AndQuery(x) => UserFilter::And(all(&x.queries)?),
-        Query::NotQuery(x) => {
-            let inner = x.query.as_deref().ok_or_else(missing_query)?;
-            UserFilter::Not(Box::new(filter_v2(inner, depth + 1)?))
-        }
-    })
-}
+});
 
 /// `Type` (same in v1 and v2): UNSPECIFIED 0, HUMAN 1, MACHINE 2.
 fn type_filter(value: i32) -> Result<UserFilter, Status> {
