@@ -70,3 +70,45 @@ async fn two_authorization_headers_are_unauthenticated() {
     let status = users.get_user_by_id(request).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn store_files_are_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // A data dir an older version (or an operator) left open to everyone.
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let server = Server::start_with_umask(&data, &[], "000");
+    // A write, so that the WAL and shared-memory files exist.
+    let response = reqwest::Client::new()
+        .post(format!("{}/management/v1/orgs", server.url()))
+        .header("authorization", server.bearer())
+        .json(&serde_json::json!({ "name": "Private" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mode = |name: &str| {
+        let path = if name.is_empty() {
+            data.clone()
+        } else {
+            data.join(name)
+        };
+        std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(""), 0o700, "the data dir");
+    for file in [
+        "switchyard.db",
+        "switchyard.db-wal",
+        "switchyard.db-shm",
+        "admin.pat",
+    ] {
+        assert_eq!(mode(file), 0o600, "{file}: {:o}", mode(file));
+    }
+}

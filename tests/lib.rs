@@ -60,7 +60,24 @@ impl Server {
 
     /// Starts a server on `data_dir` (kept), with extra command-line arguments.
     pub fn start_in(data_dir: &Path, extra_args: &[&str]) -> Self {
-        let mut child = Command::new(binary())
+        Self::start_command(Command::new(binary()), data_dir, extra_args)
+    }
+
+    /// As [`Server::start_in`], with the process's file-creation mask set to `umask` (octal,
+    /// e.g. `"000"`) by `sh` before it runs the binary.
+    pub fn start_with_umask(data_dir: &Path, extra_args: &[&str], umask: &str) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(binary());
+        Self::start_command(command, data_dir, extra_args)
+    }
+
+    /// Runs `command` (the binary, or a wrapper that execs it) with `serve` and the harness's
+    /// arguments.
+    fn start_command(mut command: Command, data_dir: &Path, extra_args: &[&str]) -> Self {
+        let mut child = command
             .arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")

@@ -25,6 +25,12 @@ pub(crate) fn write(path: &Path, token: &str) -> anyhow::Result<()> {
     let mut file = options
         .open(&tmp)
         .with_context(|| format!("create {}", tmp.display()))?;
+    // `mode` applies only to a file this call creates: a leftover temporary file keeps its own.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
     file.write_all(token.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()?;

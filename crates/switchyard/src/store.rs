@@ -1,6 +1,10 @@
 //! Opens the event store a command-line names: PostgreSQL for a `--database-url`, otherwise the
 //! embedded SQLite file in the data directory, or (`store = "memory"`, `serve` only) a store
 //! in memory. Shared by `serve`, `export` and `import`.
+//!
+//! The data directory and the SQLite files hold password and token hashes and personal data:
+//! whatever the umask, the directory is made 0700 and the database files (`switchyard.db`,
+//! `-wal`, `-shm`) 0600 when the store is opened.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -43,6 +47,8 @@ pub(crate) async fn open_kind(
     data_dir: &Path,
     group_commit: bool,
 ) -> anyhow::Result<Arc<dyn EventStore>> {
+    // Every kind keeps the first admin's token file in the data directory.
+    private_dir(data_dir)?;
     match kind {
         StoreKind::Memory => {
             anyhow::ensure!(
@@ -76,10 +82,72 @@ pub(crate) async fn open(
         return Ok(Arc::new(store));
     }
     let path = data_dir.join("switchyard.db");
+    private_dir(data_dir)?;
+    // SQLite creates the database with 0644 less the umask and gives `-wal` and `-shm` the
+    // database file's mode: create it owner-only first, then fix any files an older version
+    // left readable.
+    private_file(&path, true)?;
     let store = SqliteStore::open_with(&path, SqliteOptions { group_commit })
         .with_context(|| format!("open store {}", path.display()))?;
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.clone().into_os_string();
+        name.push(suffix);
+        private_file(Path::new(&name), false)?;
+    }
     tracing::info!(path = %path.display(), group_commit, "store opened (SQLite)");
     Ok(Arc::new(store))
+}
+
+/// Creates `dir` (and its parents) if missing and makes it accessible to its owner only.
+///
+/// # Errors
+///
+/// When the directory cannot be created or its mode set.
+pub(crate) fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .with_context(|| format!("create data dir {}", dir.display()))?;
+    set_mode(dir, 0o700)
+}
+
+/// Makes `path` readable and writable by its owner only; creates it (empty) when `create`,
+/// else leaves a missing file alone.
+fn private_file(path: &Path, create: bool) -> anyhow::Result<()> {
+    if create {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        options
+            .open(path)
+            .with_context(|| format!("create {}", path.display()))?;
+    } else if !path.exists() {
+        return Ok(());
+    }
+    set_mode(path, 0o600)
+}
+
+/// Sets the permission bits of `path` (a no-op off Unix).
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("make {} private (mode {mode:o})", path.display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
 }
 
 /// `url` without its user-info (user and password).
@@ -95,6 +163,26 @@ pub(crate) fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn private_dir_and_file_are_owner_only_even_if_they_existed() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let file = dir.join("switchyard.db");
+        std::fs::write(&file, b"").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        private_dir(&dir).expect("private dir");
+        private_file(&file, true).expect("private file");
+        private_file(&dir.join("missing-wal"), false).expect("missing is fine");
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&file), 0o600);
+        assert!(!dir.join("missing-wal").exists());
+    }
 
     #[test]
     fn redact_hides_credentials() {
