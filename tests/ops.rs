@@ -624,3 +624,98 @@ async fn tls_negotiates_h2_and_http1_on_the_cleartext_port() {
     let again = tls_connect(&server, &cert, b"h2").await;
     assert_eq!(again.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
 }
+
+/// `/metrics` as Prometheus reads it, parsed by PyPI `prometheus-client`'s own parsers
+/// (tests/interop/python/prom_scrape.py): the default scrape is text 0.0.4 whose counters the
+/// classic parser types `counter` on their `_total` samples; Prometheus' scrape header gets
+/// OpenMetrics, which the strict parser accepts; the `process_*` set and the build info are there.
+#[tokio::test]
+async fn prometheus_parsers_read_metrics() {
+    let server = Server::start();
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!("{}/v2/users/no-such-user", server.url()))
+        .header("authorization", server.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let metrics_url = format!("{}/metrics", server.url());
+    eventually("the REST call in /metrics", || {
+        let client = client.clone();
+        let url = metrics_url.clone();
+        async move {
+            let text = client.get(&url).send().await.ok()?.text().await.ok()?;
+            text.contains("switchyard_requests_total{protocol=\"rest\"")
+                .then_some(())
+        }
+    })
+    .await;
+
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/python/.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run tests/interop/setup (it installs prometheus-client)",
+        python.display()
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/python/prom_scrape.py");
+    let parsed = switchyard_tests::run_with_deadline(
+        Command::new(&python)
+            .arg(&script)
+            .env("SWITCHYARD_METRICS_URL", &metrics_url),
+        "prom_scrape.py",
+        DEADLINE,
+    )
+    .expect_ok("prom_scrape.py", &server);
+
+    let text = &parsed["text"];
+    let typed = |family: &str, want: &str| {
+        assert_eq!(
+            text[family]["type"], want,
+            "classic parser: {family} is {}",
+            text[family]
+        );
+    };
+    typed("switchyard_requests", "counter");
+    typed("switchyard_connections", "counter");
+    typed("switchyard_request_duration_seconds", "histogram");
+    typed("switchyard_connections_open", "gauge");
+    typed("switchyard_build_info", "gauge");
+    typed("process_cpu_seconds", "counter");
+    for gauge in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        typed(gauge, "gauge");
+    }
+    assert!(
+        text["switchyard_requests"]["samples"]["switchyard_requests_total"]
+            .as_f64()
+            .is_some_and(|n| n >= 1.0),
+        "{}",
+        text["switchyard_requests"]
+    );
+    assert!(
+        text["process_resident_memory_bytes"]["samples"]["process_resident_memory_bytes"]
+            .as_f64()
+            .is_some_and(|n| n > 1e6)
+    );
+    assert!(
+        text["process_open_fds"]["samples"]["process_open_fds"]
+            .as_f64()
+            .is_some_and(|n| n >= 3.0)
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        text["switchyard_build_info"]["samples"]["switchyard_build_info"], 1.0,
+        "build info for {version}"
+    );
+
+    let om = &parsed["openmetrics"];
+    assert_eq!(om["switchyard_requests"]["type"], "counter", "{om}");
+    assert_eq!(om["switchyard_build"]["type"], "info", "{om}");
+    assert_eq!(om["process_cpu_seconds"]["type"], "counter", "{om}");
+    assert_eq!(om["process_start_time_seconds"]["type"], "gauge", "{om}");
+}

@@ -2,19 +2,37 @@
 //! service, method and code, latency, in-flight calls, open connections — plus the store's
 //! hook ([`Metrics::observe_store_commit`]).
 //!
-//! Counting is done by `crate::ops` (calls) and `crate::server` (connections); rendering the
-//! text exposition format at `GET /metrics` is `crate::ops`'s too.
+//! Counting is done by `crate::ops` (calls) and `crate::server` (connections); `crate::ops`
+//! serves `GET /metrics` with [`Metrics::render_for`], which picks the exposition format from
+//! the scraper's `Accept` header: Prometheus text 0.0.4 by default (what Prometheus' classic
+//! parser and most tools read), OpenMetrics 1.0 when asked for. Both are prometheus-client's
+//! encoders over the same registry, which also holds the `process_*` collector
+//! ([`process`]) and `switchyard_build_info`.
+
+mod process;
 
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use http::HeaderValue;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+
+/// The `Content-Type` of the OpenMetrics text format, as Prometheus asks for it.
+const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels of `switchyard_build_info`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    /// The crate version of this build.
+    version: &'static str,
+}
 
 /// Labels of a finished call.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,9 +93,20 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A fresh registry with every metric registered under the `switchyard_` prefix.
+    /// A fresh registry: Switchyard's metrics under the `switchyard_` prefix, the `process_*`
+    /// collector and `switchyard_build_info`.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("switchyard");
+        let mut root = Registry::default();
+        root.sub_registry_with_prefix("process")
+            .register_collector(Box::new(process::ProcessCollector::new()));
+        let registry = root.sub_registry_with_prefix("switchyard");
+        registry.register(
+            "build",
+            "The running build (value 1; the version in the labels)",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
         let requests = Family::<CallLabels, Counter>::default();
         registry.register(
             "requests",
@@ -122,7 +151,7 @@ impl Metrics {
             store_batch.clone(),
         );
         Self {
-            registry,
+            registry: root,
             requests,
             duration,
             in_flight,
@@ -141,14 +170,64 @@ impl Metrics {
         self.store_batch.observe(batch as f64);
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// Every metric in the format the scraper's `Accept` header asks for, and that format's
+    /// `Content-Type`: OpenMetrics 1.0 when `application/openmetrics-text` is acceptable and
+    /// preferred at least as much as `text/plain`, else Prometheus text 0.0.4.
+    pub fn render_for(&self, accept: Option<&HeaderValue>) -> (&'static str, String) {
+        if accept
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(prefers_openmetrics)
+        {
+            (OPENMETRICS_CONTENT_TYPE, self.render_openmetrics())
+        } else {
+            (
+                prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+                self.render(),
+            )
+        }
+    }
+
+    /// The Prometheus text exposition (0.0.4) of every metric.
     pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(err) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
+            tracing::warn!(error = %err, "cannot render metrics");
+        }
+        out
+    }
+
+    /// The OpenMetrics 1.0 text exposition of every metric, `# EOF` included.
+    pub fn render_openmetrics(&self) -> String {
         let mut out = String::new();
         if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::warn!(error = %err, "cannot render metrics");
         }
         out
     }
+}
+
+/// Whether an `Accept` header prefers OpenMetrics over the classic text format: the highest
+/// `q` of an `application/openmetrics-text` range against that of `text/plain`, `text/*` or
+/// `*/*` (a tie goes to OpenMetrics, which was named). Hand-written because the only other
+/// choice is a web framework's negotiation: this is the one header and two formats.
+fn prefers_openmetrics(accept: &str) -> bool {
+    let (mut openmetrics, mut text) = (0.0_f64, 0.0_f64);
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+            .find_map(|q| q.parse::<f64>().ok())
+            .unwrap_or(1.0);
+        match media.as_str() {
+            "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+            "text/plain" | "text/*" | "*/*" => text = text.max(q),
+            _ => {}
+        }
+    }
+    openmetrics > 0.0 && openmetrics >= text
 }
 
 #[cfg(test)]
@@ -178,5 +257,109 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} not in\n{text}");
         }
+    }
+
+    /// Metrics with one call counted (an empty family writes no `# TYPE` line).
+    fn one_call() -> Metrics {
+        let metrics = Metrics::new();
+        metrics
+            .requests
+            .get_or_create(&CallLabels {
+                protocol: "grpc",
+                service: "a.B".into(),
+                method: "C".into(),
+                code: "OK",
+            })
+            .inc();
+        metrics
+    }
+
+    #[test]
+    fn classic_text_types_counters_on_their_total_samples() {
+        let text = one_call().render();
+        assert!(
+            text.contains("# TYPE switchyard_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE switchyard_connections_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE switchyard_build_info gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "switchyard_build_info{{version=\"{}\"}} 1\n",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_metrics_come_from_proc() {
+        let text = Metrics::new().render();
+        for want in [
+            "# TYPE process_cpu_seconds_total counter\n",
+            "# TYPE process_resident_memory_bytes gauge\n",
+            "# TYPE process_open_fds gauge\n",
+            "# TYPE process_max_fds gauge\n",
+            "# TYPE process_start_time_seconds gauge\n",
+        ] {
+            assert!(text.contains(want), "{want} not in\n{text}");
+        }
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} sample in\n{text}"))
+        };
+        assert!(value("process_resident_memory_bytes") > 1_000_000.0);
+        assert!(value("process_open_fds") >= 3.0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs_f64();
+        let start = value("process_start_time_seconds");
+        assert!(
+            start <= now + 1.0 && start > now - 86_400.0,
+            "start {start}, now {now}"
+        );
+    }
+
+    #[test]
+    fn openmetrics_when_asked() {
+        let metrics = one_call();
+        let om = |accept: &'static str| {
+            metrics
+                .render_for(Some(&HeaderValue::from_static(accept)))
+                .0
+                .starts_with("application/openmetrics-text")
+        };
+        // Prometheus 3's default scrape header.
+        assert!(om(
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        ));
+        assert!(om("application/openmetrics-text"));
+        assert!(!om(
+            "text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5"
+        ));
+        assert!(!om("*/*"));
+        assert!(!om("application/openmetrics-text;q=0"));
+        let (content_type, body) = metrics.render_for(None);
+        assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+        assert!(!body.contains("# EOF"));
+        let (_, body) = metrics.render_for(Some(&HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0",
+        )));
+        assert!(body.ends_with("# EOF\n"), "{body}");
+        assert!(
+            body.contains("# TYPE switchyard_requests counter\n"),
+            "{body}"
+        );
+        assert!(body.contains("# TYPE switchyard_build info\n"), "{body}");
     }
 }

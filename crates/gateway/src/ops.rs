@@ -100,6 +100,7 @@ pub(crate) async fn ops_endpoint(
     health: &Health,
     method: &Method,
     path: &str,
+    accept: Option<&HeaderValue>,
 ) -> Option<Response<tonic::body::Body>> {
     if !matches!(*method, Method::GET | Method::HEAD) {
         return None;
@@ -114,11 +115,10 @@ pub(crate) async fn ops_endpoint(
                 format!("not ready: {reason}\n"),
             ),
         },
-        "/metrics" => (
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render(),
-        ),
+        "/metrics" => {
+            let (content_type, body) = metrics.render_for(accept);
+            (StatusCode::OK, content_type, body)
+        }
         _ => return None,
     };
     let mut response = Response::new(tonic::body::Body::new(http_body_util::Full::new(
@@ -362,8 +362,14 @@ where
         ResponseFuture {
             inner: Box::pin(async move {
                 if is_ops
-                    && let Some(response) =
-                        ops_endpoint(&metrics, &health, &http_method, uri.path()).await
+                    && let Some(response) = ops_endpoint(
+                        &metrics,
+                        &health,
+                        &http_method,
+                        uri.path(),
+                        request.headers().get(header::ACCEPT),
+                    )
+                    .await
                 {
                     return Ok(response);
                 }
