@@ -411,6 +411,7 @@ fn base_config(upstream: SocketAddr) -> serde_json::Value {
         "default_upstream": "echo",
         "forward_headers": ["x-allowed-*", "x-case"],
         "services": {
+            "conformance.v1.ConformanceService": {"strict_query": true},
             "conformance.v1.OptionsService": {
                 "prefix": "/opts",
                 "json": {

@@ -31,7 +31,11 @@ async fn two_authorization_headers_are_unauthenticated() {
         .send()
         .await
         .unwrap();
-    assert_ne!(one.status(), StatusCode::UNAUTHORIZED, "one header authenticates");
+    assert_ne!(
+        one.status(),
+        StatusCode::UNAUTHORIZED,
+        "one header authenticates"
+    );
     for order in [
         [server.bearer(), "Bearer junk".to_owned()],
         ["Bearer junk".to_owned(), server.bearer()],
@@ -45,7 +49,11 @@ async fn two_authorization_headers_are_unauthenticated() {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{url} {order:?}");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{url} {order:?}"
+        );
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["code"], 16, "{error}");
         assert!(

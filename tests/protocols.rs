@@ -833,3 +833,64 @@ async fn every_protocol_gets_the_same_error_for_the_same_wrong_call() {
         "one log line per call, whatever the protocol"
     );
 }
+
+/// REST as ZITADEL's grpc-gateway answers it: unknown query parameters (cache-busters, tracking)
+/// are ignored, an empty path segment binds "" and reaches the handler, HEAD works on GET
+/// routes, and a wrong method is still 405 with `Allow` (HEAD listed with GET).
+#[tokio::test]
+async fn rest_is_as_lenient_as_zitadels_gateway() {
+    let server = Server::start();
+    let client = http1();
+    let id = add_user_v1(&server, "lenient").await;
+
+    let path = format!("/management/v1/users/{id}?_=1733080000123&utm_source=mail");
+    let (status, body) = rest(&client, &server, reqwest::Method::GET, &path, None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"]["id"], id.as_str(), "{body}");
+
+    let (status, body) = rest(
+        &client,
+        &server,
+        reqwest::Method::POST,
+        "/management/v1/users//_reactivate",
+        Some("{}"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], 3, "{body}");
+    assert_eq!(body["message"], "User ID missing (COMMAND-4M9ds)", "{body}");
+
+    let head = client
+        .head(format!("{}/management/v1/users/{id}", server.url()))
+        .header("authorization", server.bearer())
+        .send()
+        .await
+        .expect("HEAD");
+    assert_eq!(head.status(), StatusCode::OK);
+    assert!(
+        head.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("application/json"),
+        "{:?}",
+        head.headers()
+    );
+    assert!(head.bytes().await.expect("body").is_empty());
+
+    let wrong = client
+        .put(format!("{}/management/v1/users/{id}", server.url()))
+        .header("authorization", server.bearer())
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let allow = wrong.headers()["allow"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        allow.contains("GET") && allow.contains("HEAD") && allow.contains("DELETE"),
+        "Allow: {allow}"
+    );
+}

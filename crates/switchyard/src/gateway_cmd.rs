@@ -136,6 +136,9 @@ struct ServiceConfig {
     json: Option<JsonConfig>,
     #[serde(default)]
     timeout_ms: Option<u64>,
+    /// Unknown query parameters are INVALID_ARGUMENT (400) instead of ignored.
+    #[serde(default)]
+    strict_query: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, serde::Deserialize)]
@@ -302,7 +305,18 @@ pub(crate) async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         options.services.push((
             service.clone(),
             ServiceOptions {
-                json: cfg.json.as_ref().map(|j| j.apply(&base_json)),
+                json: match (&cfg.json, cfg.strict_query) {
+                    (None, None) => None,
+                    (json, strict) => {
+                        let mut opts = json
+                            .as_ref()
+                            .map_or_else(|| base_json.clone(), |j| j.apply(&base_json));
+                        if let Some(strict) = strict {
+                            opts.ignore_unknown_query_parameters = !strict;
+                        }
+                        Some(opts)
+                    }
+                },
                 timeout: cfg.timeout_ms.map(Duration::from_millis),
             },
         ));

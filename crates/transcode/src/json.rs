@@ -30,8 +30,9 @@ pub struct JsonOptions {
     /// Ignore unknown fields in request bodies (default `true`); when `false`
     /// they are an `InvalidArgument` error.
     pub ignore_unknown_fields: bool,
-    /// Ignore query parameters that name no field (default `false`: they are
-    /// an `InvalidArgument` error, as in grpc-gateway).
+    /// Ignore query parameters that name no field (default `true`, as ZITADEL's
+    /// grpc-gateway does: cache-busters like `?_=123` pass); when `false` they are
+    /// an `InvalidArgument` error (the gateway's per-service `strict_query`).
     pub ignore_unknown_query_parameters: bool,
 }
 
@@ -42,7 +43,7 @@ impl Default for JsonOptions {
             use_proto_field_names: false,
             use_enum_numbers: false,
             ignore_unknown_fields: true,
-            ignore_unknown_query_parameters: false,
+            ignore_unknown_query_parameters: true,
         }
     }
 }

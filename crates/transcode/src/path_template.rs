@@ -25,7 +25,7 @@ use std::fmt;
 pub enum Segment {
     /// A literal segment that must match exactly (after percent-decoding).
     Literal(String),
-    /// `*`: exactly one non-empty segment.
+    /// `*`: exactly one segment, possibly empty (grpc-gateway binds `""` for `//`).
     Wildcard,
     /// `**`: zero or more segments; at most one per template.
     DeepWildcard,
@@ -207,10 +207,10 @@ impl PathTemplate {
         for seg in &self.segments {
             let len = match seg {
                 Segment::DeepWildcard => deep_len,
+                // An empty segment (`/users//_reactivate`) binds "": grpc-gateway does the
+                // same, so the handler, not the router, answers it (INVALID_ARGUMENT).
                 Segment::Wildcard => {
-                    if parts.get(at)?.is_empty() {
-                        return None;
-                    }
+                    parts.get(at)?;
                     1
                 }
                 Segment::Literal(lit) => {

@@ -273,14 +273,15 @@ impl RouteTable {
     }
 
     /// Finds the route for `method` and a raw (percent-encoded) `path`; a
-    /// query string, if left on, is ignored.
+    /// query string, if left on, is ignored. `HEAD` takes the `GET` route of the
+    /// path when no rule binds `HEAD` itself (the server sends the headers only).
     ///
     /// # Errors
     ///
     /// [`RouteError::BadPath`] for malformed percent-encoding,
     /// [`RouteError::NotFound`] if no template matches the path,
     /// [`RouteError::MethodNotAllowed`] if templates match but only for other
-    /// HTTP methods.
+    /// HTTP methods (`HEAD` listed after `GET`).
     pub fn find(&self, method: &http::Method, path: &str) -> Result<RouteMatch, RouteError> {
         let path = path.split_once('?').map_or(path, |(p, _)| p);
         if path
@@ -290,6 +291,7 @@ impl RouteTable {
             return Err(RouteError::BadPath);
         }
         let mut allowed: Vec<http::Method> = Vec::new();
+        let mut head_fallback: Option<RouteMatch> = None;
         for index in self.candidates(path) {
             let Some(route) = self.routes.get(index) else {
                 continue;
@@ -303,9 +305,27 @@ impl RouteTable {
                     bindings,
                 });
             }
+            if *method == http::Method::HEAD
+                && route.http_method == http::Method::GET
+                && head_fallback.is_none()
+            {
+                head_fallback = Some(RouteMatch {
+                    route: Arc::clone(route),
+                    bindings,
+                });
+            }
             if !allowed.contains(&route.http_method) {
                 allowed.push(route.http_method.clone());
             }
+        }
+        // Only after every candidate: a rule that binds HEAD itself wins over the GET one.
+        if let Some(found) = head_fallback {
+            return Ok(found);
+        }
+        if let Some(get) = allowed.iter().position(|m| *m == http::Method::GET)
+            && !allowed.contains(&http::Method::HEAD)
+        {
+            allowed.insert(get + 1, http::Method::HEAD);
         }
         if allowed.is_empty() {
             Err(RouteError::NotFound)
@@ -383,9 +403,7 @@ impl TrieNode {
         if let Some(child) = self.literals.get(*first) {
             child.collect(rest, out);
         }
-        if let Some(child) = &self.wildcard
-            && !first.is_empty()
-        {
+        if let Some(child) = &self.wildcard {
             child.collect(rest, out);
         }
     }

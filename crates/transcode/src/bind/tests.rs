@@ -312,12 +312,7 @@ fn decode_request_table() {
         let m = table
             .find(&method, case.path)
             .unwrap_or_else(|e| panic!("{} {}: {e}", case.method, case.path));
-        let got = decode_request(
-            &m,
-            case.query,
-            case.body.as_bytes(),
-            &JsonOptions::default(),
-        );
+        let got = decode_request(&m, case.query, case.body.as_bytes(), &strict_query());
         let label = format!(
             "{} {} ? {:?} body {:?}",
             case.method, case.path, case.query, case.body
@@ -331,6 +326,35 @@ fn decode_request_table() {
             (got, want) => panic!("{label}: got {got:?}, want error {want:?}"),
         }
     }
+}
+
+/// The gateway's `strict_query`: unknown query parameters are an error.
+fn strict_query() -> JsonOptions {
+    JsonOptions {
+        ignore_unknown_query_parameters: false,
+        ..JsonOptions::default()
+    }
+}
+
+#[test]
+fn unknown_query_parameters_are_ignored_by_default() {
+    let table = table();
+    let m = table
+        .find(&http::Method::GET, "/v1/shelves/s1/books")
+        .expect("route");
+    for query in ["_=123", "utm_source=x&page_size=3", "filter.bogus=1"] {
+        let msg = decode_request(&m, Some(query), b"", &JsonOptions::default())
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        let want = if query.contains("page_size") {
+            r#"{"shelf":"s1","page_size":3}"#
+        } else {
+            r#"{"shelf":"s1"}"#
+        };
+        assert_eq!(render(&msg), want, "{query}");
+    }
+    // A known parameter with a bad value is still an error.
+    let got = decode_request(&m, Some("_=1&page_size=ten"), b"", &JsonOptions::default());
+    assert!(got.is_err(), "{got:?}");
 }
 
 #[test]

@@ -99,6 +99,7 @@ fn find_table() {
             RouteError::MethodNotAllowed {
                 allowed: vec![
                     Method::GET,
+                    Method::HEAD,
                     Method::DELETE,
                     Method::from_bytes(b"SEARCH").unwrap_or_default(),
                 ],
@@ -111,6 +112,19 @@ fn find_table() {
             "GetBook",
             &[("id", "7:archive")],
         ),
+        // HEAD takes the GET route.
+        ok(Method::HEAD, "/v1/books/42", "GetBook", &[("id", "42")]),
+        ok(Method::HEAD, "/v1/books/latest", "GetShelfLatest", &[]),
+        // HEAD is allowed wherever GET is.
+        err(
+            Method::PATCH,
+            "/v1/books:search",
+            RouteError::MethodNotAllowed {
+                allowed: vec![Method::GET, Method::HEAD],
+            },
+        ),
+        // An empty segment binds "".
+        ok(Method::GET, "/v1/books/", "GetBook", &[("id", "")]),
         // The prefix applies to AdminService only.
         err(Method::POST, "/books/1/_reactivate", RouteError::NotFound),
     ];
@@ -156,6 +170,13 @@ fn prefix_mounts_service() {
     );
     assert_eq!(m.bindings()[0].value, "u1");
     assert_eq!(*m.route().body(), BodySpec::Whole);
+    // `//` reaches the route with an empty id, as in grpc-gateway (ZITADEL's handler then
+    // answers INVALID_ARGUMENT).
+    let m = table
+        .find(&http::Method::POST, "/admin/v1/books//_reactivate")
+        .expect("empty segment");
+    assert_eq!(m.route().grpc_path(), "/example.v1.AdminService/Reactivate");
+    assert_eq!(m.bindings()[0].value, "");
 }
 
 #[test]
