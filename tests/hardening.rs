@@ -2,6 +2,11 @@
 //! not starve the others, lock the instance out, or slip ambiguous input past the server.
 #![allow(clippy::unwrap_used)]
 
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
 use reqwest::StatusCode;
 use serde_json::Value;
 use switchyard_proto::zitadel::user::v2 as user_v2;
@@ -9,6 +14,27 @@ use switchyard_proto::zitadel::user::v2::user_service_client::UserServiceClient;
 use switchyard_tests::Server;
 use tonic::Code;
 use tonic::transport::Channel;
+
+/// How long any awaited condition may take.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Writes `text` as a configuration file in `dir`.
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("switchyard.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Starts a server on a fresh data directory with the configuration `text`.
+fn start_with_config(text: &str) -> (Server, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), text);
+    let data = tmp.path().join("data");
+    (
+        Server::start_in(&data, &["--config", config.to_str().unwrap()]),
+        tmp,
+    )
+}
 
 async fn channel(server: &Server) -> Channel {
     Channel::from_shared(server.url())
@@ -119,4 +145,123 @@ async fn store_files_are_owner_only_whatever_the_umask() {
     ] {
         assert_eq!(mode(file), 0o600, "{file}: {:o}", mode(file));
     }
+}
+
+/// Reads until the peer closes (or [`DEADLINE`] passes).
+fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn stalled_bodies_are_answered_408_and_free_their_slots() {
+    let (server, _tmp) =
+        start_with_config("[limits]\nmax_connections = 4\nbody_read_timeout = \"1s\"\n");
+    let started = Instant::now();
+    // As many connections as the server takes, each with a body that stops after one byte;
+    // no token needed.
+    let stalled: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut stream = TcpStream::connect(server.addr).unwrap();
+            stream.set_read_timeout(Some(DEADLINE)).unwrap();
+            stream
+                .write_all(
+                    b"POST /v2/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                      Content-Length: 1000\r\n\r\n{",
+                )
+                .unwrap();
+            stream
+        })
+        .collect();
+    // Another client is served once the stalled ones are cut off.
+    let client = reqwest::Client::builder()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap();
+    let ok = client
+        .get(format!("{}/healthz", server.url()))
+        .send()
+        .await
+        .expect("served while the stalled bodies hold every slot");
+    assert_eq!(ok.status(), StatusCode::OK);
+    for mut stream in stalled {
+        let answer = tokio::task::spawn_blocking(move || read_to_close(&mut stream))
+            .await
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(
+            answer.contains("request body not received in time"),
+            "{answer}"
+        );
+    }
+    assert!(started.elapsed() < DEADLINE);
+    server.wait_for_log(4, |l| l.contains("request body stalled"));
+
+    // h2c: HEADERS without END_STREAM, then nothing: DEADLINE_EXCEEDED.
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let never = http_body_util::StreamBody::new(futures_never());
+    let request = http::Request::post(format!(
+        "{}/zitadel.user.v2.UserService/ListUsers",
+        server.url()
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(never)
+    .unwrap();
+    let response = tokio::time::timeout(DEADLINE, sender.send_request(request))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["grpc-status"],
+        "4",
+        "{:?}",
+        response.headers()
+    );
+}
+
+/// A body stream that never yields.
+fn futures_never()
+-> impl tokio_stream::Stream<Item = Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>> {
+    tokio_stream::pending()
+}
+
+#[tokio::test]
+async fn idle_timeout_spares_live_streams_and_shutdown_ends_them_with_trailers() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let (mut server, _tmp) =
+        start_with_config("[limits]\nidle_timeout = \"1s\"\n[shutdown]\ngrace_period = \"1s\"\n");
+    let mut health = HealthClient::new(channel(&server).await);
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().expect("the current status");
+    assert_eq!(first.status, 1, "SERVING");
+    // Well past the idle timeout the stream is still open: nothing arrives, nothing ends.
+    let quiet = tokio::time::timeout(Duration::from_millis(2500), watch.message()).await;
+    assert!(quiet.is_err(), "the live stream was cut: {quiet:?}");
+    // At shutdown, once the grace period is over, the stream ends with trailers.
+    server.signal("TERM");
+    let end = tokio::time::timeout(DEADLINE, watch.message())
+        .await
+        .expect("the stream ends");
+    let status = end.expect_err("ended with a status");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(status.message(), "server shutting down", "{status:?}");
+    let exit = server.wait_exit(DEADLINE).expect("exited");
+    assert!(exit.success(), "{exit:?}");
 }

@@ -50,7 +50,7 @@ pub use gateway::{
 pub use layer::{GatewayLayer, GatewayService, ResponseFuture};
 pub use metrics::Metrics;
 pub use ops::{CallObserverLayer, Health, OpsLayer, ReadinessProbe};
-pub use server::{PeerAddr, ServerOptions, serve, serve_with};
+pub use server::{PeerAddr, RequestBody, ResponseBody, ServerOptions, serve, serve_with};
 pub use switchyard_transcode::JsonOptions;
 pub use tls::{TlsAcceptor, TlsError, TlsFiles};
 pub use upstream::{Upstream, UpstreamRouter};

@@ -6,8 +6,18 @@
 //!
 //! Shutdown: when the `shutdown` future completes the listener closes, every connection is
 //! told to finish (HTTP/2 GOAWAY; HTTP/1.1 closes after the response in flight), and
-//! [`serve_with`] returns once all connections are gone or the grace period is over.
-//! Application layers (gateway, metrics, access log) are the caller's: wrap the service.
+//! [`serve_with`] returns once all connections are gone or the grace period is over; streams
+//! still open then are ended with their protocol's trailers (UNAVAILABLE), not cut.
+//! An idle connection (no call in flight — a streaming call is in flight until its response
+//! ends — and no traffic) gets GOAWAY too.
+//!
+//! Slow clients: request heads must arrive within `header_read_timeout`, request bodies by a
+//! deadline ([`RequestBody`]); a stalled body is answered 408 / DEADLINE_EXCEEDED by the server
+//! itself and logged. Application layers (gateway, metrics, access log) are the caller's: wrap
+//! the service.
+
+mod request_body;
+mod response_body;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,6 +40,10 @@ use tokio::sync::{Semaphore, watch};
 use crate::BoxError;
 use crate::metrics::Metrics;
 use crate::tls::TlsAcceptor;
+pub use request_body::RequestBody;
+use request_body::{BodyDeadline, Covered, Stall};
+pub use response_body::ResponseBody;
+use response_body::{RequestInfo, StreamEnd};
 
 /// The client's address, in every request's extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +59,12 @@ pub struct ServerOptions {
     pub header_read_timeout: Duration,
     /// A connection with no request in flight and no traffic for this long is closed.
     pub idle_timeout: Option<Duration>,
+    /// Time a request body (a stream: its first message) has to arrive, plus a second per
+    /// `body_min_rate` bytes received, before the server answers 408 / DEADLINE_EXCEEDED;
+    /// zero disables.
+    pub body_read_timeout: Duration,
+    /// Bytes per second of body that extend its deadline by a second; zero: none do.
+    pub body_min_rate: u64,
     /// Most concurrent HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
     /// Most open connections; the accept loop waits while there are this many.
@@ -64,6 +84,8 @@ impl Default for ServerOptions {
         Self {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(120)),
+            body_read_timeout: Duration::from_secs(5),
+            body_min_rate: 1024,
             max_concurrent_streams: 200,
             max_connections: 10_000,
             grace_period: Duration::from_secs(30),
@@ -85,7 +107,7 @@ pub async fn serve<S, B>(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
 where
-    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S: tower::Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -109,7 +131,7 @@ pub async fn serve_with<S, B>(
     options: ServerOptions,
 ) -> std::io::Result<()>
 where
-    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S: tower::Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -128,7 +150,7 @@ where
     let options = Arc::new(options);
     let max_connections = options.max_connections.max(1);
     let slots = Arc::new(Semaphore::new(max_connections));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(Stage::Serving);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -168,7 +190,7 @@ where
         });
     }
     drop(listener);
-    let _ = stop_tx.send(true);
+    let _ = stop_tx.send(Stage::Draining);
     let open = max_connections - slots.available_permits();
     if open > 0 {
         tracing::info!(
@@ -178,16 +200,35 @@ where
         );
     }
     let all_closed = slots.acquire_many(u32::try_from(max_connections).unwrap_or(u32::MAX));
-    if tokio::time::timeout(options.grace_period, all_closed)
+    let mut all_closed = std::pin::pin!(all_closed);
+    if tokio::time::timeout(options.grace_period, all_closed.as_mut())
         .await
         .is_err()
     {
         tracing::warn!(
             connections = max_connections - slots.available_permits(),
-            "grace period over: closing the connections still open"
+            "grace period over: ending the streams still open, closing their connections"
         );
+        // Streams end with their protocol's trailers; give the connections a moment to write
+        // them and close (HTTP/2 already has GOAWAY) before the caller tears everything down.
+        let _ = stop_tx.send(Stage::Closing);
+        let flush = options
+            .grace_period
+            .clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let _ = tokio::time::timeout(flush, all_closed).await;
     }
     Ok(())
+}
+
+/// Where the server is in its life, as the connections see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Accepting and serving.
+    Serving,
+    /// Shutdown started: finish what is in flight, take no more.
+    Draining,
+    /// The grace period is over: end open streams now.
+    Closing,
 }
 
 /// Counts an open connection in the gauge while alive.
@@ -217,9 +258,9 @@ async fn serve_connection<S, B>(
     service: S,
     builder: &auto::Builder<TokioExecutor>,
     options: &ServerOptions,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Stage>,
 ) where
-    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S: tower::Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -267,14 +308,15 @@ async fn serve_connection<S, B>(
         inner: io,
         activity: Arc::clone(&activity),
     };
-    let tracked = Arc::clone(&activity);
-    let service = tower::ServiceExt::map_request(service, move |mut request: Request<Incoming>| {
-        request.extensions_mut().insert(PeerAddr(peer));
-        request
-    });
     let service = InFlight {
         inner: service,
-        activity: tracked,
+        activity: Arc::clone(&activity),
+        peer,
+        deadline: BodyDeadline {
+            timeout: options.body_read_timeout,
+            min_rate: options.body_min_rate,
+        },
+        stop: stop.clone(),
     };
     let connection =
         builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
@@ -286,7 +328,7 @@ async fn serve_connection<S, B>(
         / 2;
     let mut ticker = tokio::time::interval(check_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stopping = *stop.borrow();
+    let mut stopping = *stop.borrow() != Stage::Serving;
     if stopping {
         connection.as_mut().graceful_shutdown();
     }
@@ -311,11 +353,15 @@ async fn serve_connection<S, B>(
                     return;
                 }
                 if let Some(idle) = options.idle_timeout
+                    && !stopping
                     && activity.in_flight.load(Ordering::SeqCst) == 0
                     && quiet >= idle
                 {
-                    tracing::debug!(%peer, "idle connection closed");
-                    return;
+                    // GOAWAY (HTTP/2) rather than a bare close; the connection then ends at
+                    // once, as nothing is in flight.
+                    tracing::debug!(%peer, "idle connection: closing");
+                    stopping = true;
+                    connection.as_mut().graceful_shutdown();
                 }
             }
         }
@@ -419,39 +465,74 @@ impl AsyncWrite for ActivityIo {
     }
 }
 
-/// Counts the connection's requests from headers to response headers (idle detection).
+/// Counts the connection's calls from request headers to the end of the response body (idle
+/// detection), puts the deadline on request bodies and answers for a stalled one.
 #[derive(Clone)]
 struct InFlight<S> {
     inner: S,
     activity: Arc<Activity>,
+    peer: SocketAddr,
+    deadline: BodyDeadline,
+    stop: watch::Receiver<Stage>,
 }
 
-impl<S, ReqB> tower::Service<Request<ReqB>> for InFlight<S>
+impl<S, B> tower::Service<Request<Incoming>> for InFlight<S>
 where
-    S: tower::Service<Request<ReqB>>,
+    S: tower::Service<Request<RequestBody>, Response = Response<B>>,
     S::Future: Send + 'static,
+    B: Send + 'static,
 {
-    type Response = S::Response;
+    type Response = Response<ResponseBody<B>>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
         let guard = InFlightGuard::new(Arc::clone(&self.activity));
-        let future = self.inner.call(request);
+        let info = RequestInfo::of(&request);
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let stall = Arc::new(Stall::default());
+        let (mut parts, body) = request.into_parts();
+        parts.extensions.insert(PeerAddr(self.peer));
+        let covered = Covered::of(&parts.headers);
+        let body = RequestBody::new(body, self.deadline, covered, Arc::clone(&stall));
+        let future = self.inner.call(Request::from_parts(parts, body));
+        let stop = self.stop.clone();
+        let peer = self.peer;
+        let timeout = self.deadline.timeout;
         Box::pin(async move {
-            let result = future.await;
-            drop(guard);
-            result
+            let response = future.await?;
+            if stall.happened() {
+                // Whatever the application made of the body's error, the client hears the
+                // deadline; the response ends the call, which frees its slot.
+                tracing::warn!(
+                    %peer, %method, path, ?timeout,
+                    "request body stalled: answered DEADLINE_EXCEEDED (408)"
+                );
+                return Ok(response_body::stalled(&info, guard));
+            }
+            let (parts, body) = response.into_parts();
+            let end = StreamEnd::of(&parts.headers);
+            let closing = (end != StreamEnd::Plain).then(|| {
+                let mut stop = stop;
+                Box::pin(async move {
+                    let _ = stop.wait_for(|stage| *stage == Stage::Closing).await;
+                }) as response_body::Closing
+            });
+            Ok(Response::from_parts(
+                parts,
+                ResponseBody::inner(body, guard, closing, end),
+            ))
         })
     }
 }
 
-/// One request in flight; dropped when its response headers are out or it is abandoned.
-struct InFlightGuard(Arc<Activity>);
+/// One call in flight; dropped when its response body ends or it is abandoned.
+pub(crate) struct InFlightGuard(Arc<Activity>);
 
 impl InFlightGuard {
     fn new(activity: Arc<Activity>) -> Self {

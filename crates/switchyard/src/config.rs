@@ -236,7 +236,15 @@ config_section! {
         /// Time a client has to send a request's headers (HTTP/1.1) or its first bytes; a
         /// slower one is disconnected (slowloris).
         header_read_timeout: Dur = Dur::secs(10),
-        /// A connection with no request in flight for this long is closed.
+        /// Time a request body (for a gRPC or Connect stream: its first message) has to
+        /// arrive, plus a second per `body_min_rate` bytes received; a later one is answered
+        /// 408 / DEADLINE_EXCEEDED, logged, and its call ended. `0s` disables.
+        body_read_timeout: Dur = Dur::secs(5),
+        /// Bytes per second: each this many bytes of a request body received extend its
+        /// deadline by a second, so a client sending at least this fast is never cut off.
+        body_min_rate: u64 = 1024,
+        /// A connection with no call in flight (a streaming call is in flight until its
+        /// response ends) for this long is closed, HTTP/2 with GOAWAY.
         idle_timeout: Dur = Dur::secs(120),
         /// Most concurrent HTTP/2 streams (calls) per connection.
         max_concurrent_streams: u32 = 200,

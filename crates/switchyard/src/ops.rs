@@ -10,7 +10,6 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use switchyard_core::command::Core;
 use switchyard_gateway::{
     BoxError, CorsOptions, GatewayOptions, Health, Metrics, OpsLayer, ReadinessProbe,
@@ -103,7 +102,10 @@ pub(crate) async fn serve<S, B>(
     probe: ReadinessProbe,
 ) -> anyhow::Result<()>
 where
-    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S: tower::Service<Request<switchyard_gateway::RequestBody>, Response = Response<B>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError> + Send + 'static,
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -125,6 +127,8 @@ where
     let options = ServerOptions {
         header_read_timeout: config.limits.header_read_timeout.0,
         idle_timeout: Some(config.limits.idle_timeout.0).filter(|d| !d.is_zero()),
+        body_read_timeout: config.limits.body_read_timeout.0,
+        body_min_rate: config.limits.body_min_rate,
         max_concurrent_streams: config.limits.max_concurrent_streams,
         max_connections: config.limits.max_connections,
         grace_period: config.shutdown.grace_period.0,
@@ -160,7 +164,7 @@ where
         tracing::info!(%admin_addr, "admin port: /metrics, /healthz, /readyz");
         // Only the ops endpoints: everything else is 404.
         let admin_service = OpsLayer::new(Arc::clone(&metrics), Arc::clone(&health)).layer(
-            tower::service_fn(|_request: Request<Incoming>| async {
+            tower::service_fn(|_request: Request<switchyard_gateway::RequestBody>| async {
                 let mut response = Response::new(http_body_util::Full::new(Bytes::from_static(
                     b"not found: this port serves /metrics, /healthz and /readyz\n",
                 )));

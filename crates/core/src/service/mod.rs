@@ -75,7 +75,13 @@ pub(crate) fn invalid_field(message: &str, field: &str, rule: &str) -> Status {
 async fn caller<T>(core: &Core, request: &tonic::Request<T>) -> Result<Caller, Status> {
     // Two credentials are ambiguous: which one a proxy or a cache keyed on the first value
     // checked is not the one we would use. Refuse rather than pick.
-    if request.metadata().get_all("authorization").iter().nth(1).is_some() {
+    if request
+        .metadata()
+        .get_all("authorization")
+        .iter()
+        .nth(1)
+        .is_some()
+    {
         return Err(to_status(&DomainError::unauthenticated(
             // Ours (ZITADEL has no such check): SY- marks the ids Switchyard introduced.
             "SY-AUTH-2HDR",
