@@ -411,7 +411,7 @@ fn base_config(upstream: SocketAddr) -> serde_json::Value {
         "default_upstream": "echo",
         "forward_headers": ["x-allowed-*", "x-case"],
         "services": {
-            "conformance.v1.ConformanceService": {"strict_query": true},
+            "conformance.v1.ConformanceService": {"strict_query": true, "openapi_headers": ["x-tenant"]},
             "conformance.v1.OptionsService": {
                 "prefix": "/opts",
                 "json": {
@@ -832,6 +832,14 @@ async fn openapi_document_is_served_and_printed() {
     assert_eq!(served["openapi"], "3.1.0");
     assert!(served["paths"]["/v1/echo/{s}"]["get"].is_object());
     assert!(served["paths"]["/opts/echo"]["post"].is_object());
+    let echo_params = served["paths"]["/v1/echo/{s}"]["get"]["parameters"].to_string();
+    assert!(echo_params.contains("\"x-tenant\""), "{echo_params}");
+    assert!(
+        !served["paths"]["/opts/echo"]["post"]["parameters"]
+            .to_string()
+            .contains("x-tenant")
+    );
+    assert_eq!(served["servers"][0]["url"], "/");
     let printed = Command::new(switchyard_tests::binary())
         .args(["openapi", "--proto", "conformance/v1/conformance.proto"])
         .arg("--proto-path")

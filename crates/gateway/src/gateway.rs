@@ -40,6 +40,8 @@ pub struct GatewayOptions {
     pub default_timeout: Option<Duration>,
     /// Serve the OpenAPI 3.1 document of the REST routes at `GET /openapi.json`.
     pub openapi: bool,
+    /// What that document says beyond the routes: header parameters per service, servers, title.
+    pub openapi_options: switchyard_transcode::openapi::OpenApiOptions,
 }
 
 /// Settings of one service.
@@ -62,6 +64,7 @@ impl Default for GatewayOptions {
             forward_headers: None,
             default_timeout: None,
             openapi: false,
+            openapi_options: switchyard_transcode::openapi::OpenApiOptions::default(),
         }
     }
 }
@@ -180,7 +183,10 @@ impl Gateway {
         let routes = builder.build()?;
         let openapi = opts
             .openapi
-            .then(|| bytes::Bytes::from(switchyard_transcode::openapi::render_bytes(&routes)));
+            .then(|| {
+                switchyard_transcode::openapi::render_bytes_with(&routes, &opts.openapi_options)
+            })
+            .map(bytes::Bytes::from);
         let services = opts.services.iter().cloned().collect();
         Ok(Self {
             state: Arc::new(GatewayState {
@@ -201,7 +207,10 @@ impl Gateway {
 
     /// The OpenAPI 3.1 document of the REST routes, as JSON.
     pub fn openapi(&self) -> serde_json::Value {
-        switchyard_transcode::openapi::render(&self.state.routes)
+        switchyard_transcode::openapi::render_with(
+            &self.state.routes,
+            &self.state.opts.openapi_options,
+        )
     }
 
     /// The descriptors this gateway serves.

@@ -139,6 +139,10 @@ struct ServiceConfig {
     /// Unknown query parameters are INVALID_ARGUMENT (400) instead of ignored.
     #[serde(default)]
     strict_query: Option<bool>,
+    /// Request headers the service reads, listed as header parameters of its operations in
+    /// the OpenAPI document.
+    #[serde(default)]
+    openapi_headers: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, serde::Deserialize)]
@@ -301,6 +305,16 @@ pub(crate) async fn run(args: GatewayArgs) -> anyhow::Result<()> {
             options
                 .rest_prefixes
                 .push((service.clone(), prefix.trim_end_matches('/').to_owned()));
+        }
+        for header in &cfg.openapi_headers {
+            options.openapi_options.headers.push((
+                service.clone(),
+                switchyard_transcode::openapi::HeaderParameter {
+                    name: header.to_ascii_lowercase(),
+                    description: format!("Read by {service}."),
+                    required: false,
+                },
+            ));
         }
         options.services.push((
             service.clone(),

@@ -32,7 +32,8 @@ pub(crate) struct OpenapiArgs {
 
 /// Prints the document on stdout.
 pub(crate) fn run(args: OpenapiArgs) -> anyhow::Result<()> {
-    let (pool, prefixes) = if args.descriptor_set.is_none() && args.protos.is_empty() {
+    let own_api = args.descriptor_set.is_none() && args.protos.is_empty();
+    let (pool, prefixes) = if own_api {
         let mut prefixes = args.rest_prefixes.clone();
         if prefixes.is_empty() {
             prefixes.push((
@@ -51,8 +52,14 @@ pub(crate) fn run(args: OpenapiArgs) -> anyhow::Result<()> {
         ))?;
         (pool, args.rest_prefixes.clone())
     };
+    let openapi_options = if own_api {
+        zitadel_openapi()
+    } else {
+        switchyard_transcode::openapi::OpenApiOptions::default()
+    };
     let options = GatewayOptions {
         rest_prefixes: prefixes,
+        openapi_options,
         ..GatewayOptions::default()
     };
     let gateway = Gateway::new(pool, options).context("build the REST routes")?;
@@ -60,4 +67,23 @@ pub(crate) fn run(args: OpenapiArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}")?;
     Ok(())
+}
+
+/// The OpenAPI additions for Switchyard's own (ZITADEL) API: the management v1 service reads
+/// the `x-zitadel-orgid` header on every call, as ZITADEL does.
+pub(crate) fn zitadel_openapi() -> switchyard_transcode::openapi::OpenApiOptions {
+    switchyard_transcode::openapi::OpenApiOptions {
+        title: Some("Switchyard: ZITADEL management v1 and user v2".to_owned()),
+        headers: vec![(
+            "zitadel.management.v1.ManagementService".to_owned(),
+            switchyard_transcode::openapi::HeaderParameter {
+                name: "x-zitadel-orgid".to_owned(),
+                description: "The organization the call acts in (default: the caller's own); \
+                              the caller needs the permission there."
+                    .to_owned(),
+                required: false,
+            },
+        )],
+        ..switchyard_transcode::openapi::OpenApiOptions::default()
+    }
 }

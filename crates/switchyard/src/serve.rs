@@ -125,6 +125,7 @@ pub(crate) async fn run(args: Config) -> anyhow::Result<()> {
             .map(|(service, prefix)| (service.clone(), prefix.trim_end_matches('/').to_owned()))
             .collect(),
         openapi: true,
+        openapi_options: crate::openapi_cmd::zitadel_openapi(),
         ..GatewayOptions::default()
     };
     let options = crate::ops::gateway_options(&args, base);

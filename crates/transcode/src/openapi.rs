@@ -1,6 +1,8 @@
 //! OpenAPI 3.1 from the route table: one operation per REST route, schemas from the messages
 //! under their proto3 JSON names, descriptions from the proto comments, the REST error body
-//! as the default response, and bearer authentication.
+//! as the default response, and bearer authentication. [`OpenApiOptions`] add what the
+//! descriptors do not say: header parameters a service reads (ZITADEL's `x-zitadel-orgid`),
+//! `servers`, and the title and description (by default naming every served service).
 //!
 //! This module only renders a document; serving it (`GET /openapi.json`) and printing it
 //! (`switchyard openapi`) belong to the gateway and the binary.
@@ -17,14 +19,50 @@ use crate::route_table::{BodySpec, Route, RouteTable};
 /// The name of the error schema in `components.schemas`.
 const ERROR_SCHEMA: &str = "google.rpc.Status";
 
-/// Renders the OpenAPI 3.1 document for every route in `table`.
+/// What the document says beyond the routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenApiOptions {
+    /// `info.title`; by default the served packages, comma-separated.
+    pub title: Option<String>,
+    /// `info.description`; by default a list of the served services with their comments.
+    pub description: Option<String>,
+    /// `servers[].url`; by default one relative server, `/` (the host that served the document).
+    pub servers: Vec<String>,
+    /// Header parameters by service full name: each operation of that service lists them.
+    pub headers: Vec<(String, HeaderParameter)>,
+}
+
+/// A request header an operation reads, as an OpenAPI `in: header` parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderParameter {
+    /// The header name, e.g. `x-zitadel-orgid`.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// Whether every call must send it.
+    pub required: bool,
+}
+
+/// Renders the OpenAPI 3.1 document for every route in `table`, with default options.
 pub fn render(table: &RouteTable) -> Value {
+    render_with(table, &OpenApiOptions::default())
+}
+
+/// Renders the OpenAPI 3.1 document for every route in `table`.
+pub fn render_with(table: &RouteTable, options: &OpenApiOptions) -> Value {
     let mut schemas = Schemas::default();
     let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut ids: BTreeMap<String, usize> = BTreeMap::new();
     for route in table.routes() {
         let (path, params) = openapi_path(route);
-        let mut op = operation(route, params, &mut schemas);
+        let service = route.method().parent_service().full_name().to_owned();
+        let headers: Vec<&HeaderParameter> = options
+            .headers
+            .iter()
+            .filter(|(s, _)| *s == service)
+            .map(|(_, h)| h)
+            .collect();
+        let mut op = operation(route, params, &headers, &mut schemas);
         // operationId must be unique: additional bindings get a suffix.
         let base = format!(
             "{}_{}",
@@ -67,15 +105,49 @@ pub fn render(table: &RouteTable) -> Value {
             }
         }),
     );
-    let title = table
-        .routes()
-        .first()
-        .map(|r| r.method().parent_service().package_name().to_owned())
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "API".to_owned());
+    let services = served_services(table);
+    let title = options.title.clone().unwrap_or_else(|| {
+        let packages: BTreeSet<&str> = services
+            .iter()
+            .map(|s| s.package_name())
+            .filter(|p| !p.is_empty())
+            .collect();
+        if packages.is_empty() {
+            "API".to_owned()
+        } else {
+            packages.into_iter().collect::<Vec<_>>().join(", ")
+        }
+    });
+    let tags: Vec<Value> = services
+        .iter()
+        .map(|s| {
+            let mut tag = json!({"name": s.full_name()});
+            if let (Some(doc), Some(obj)) = (service_doc(s), tag.as_object_mut()) {
+                obj.insert("description".into(), Value::String(doc));
+            }
+            tag
+        })
+        .collect();
+    let description = options.description.clone().unwrap_or_else(|| {
+        let mut out = String::from("REST (JSON) operations of these gRPC services:\n");
+        for s in &services {
+            out.push_str(&format!("\n- `{}`", s.full_name()));
+            if let Some(doc) = service_doc(s).and_then(|d| d.lines().next().map(str::to_owned)) {
+                out.push_str(&format!(": {doc}"));
+            }
+        }
+        out
+    });
+    let servers: Vec<Value> = if options.servers.is_empty() {
+        vec![json!({"url": "/", "description": "The host that serves this document"})]
+    } else {
+        options.servers.iter().map(|u| json!({"url": u})).collect()
+    };
     json!({
         "openapi": "3.1.0",
-        "info": {"title": title, "version": "1.0.0"},
+        "info": {"title": title, "description": description, "version": "1.0.0"},
+        "servers": servers,
+        "tags": tags,
         "paths": paths,
         "components": {
             "schemas": components,
@@ -85,9 +157,36 @@ pub fn render(table: &RouteTable) -> Value {
     })
 }
 
+/// The services with at least one route, in the order of their first route.
+fn served_services(table: &RouteTable) -> Vec<prost_reflect::ServiceDescriptor> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for route in table.routes() {
+        let service = route.method().parent_service();
+        if seen.insert(service.full_name().to_owned()) {
+            out.push(service.clone());
+        }
+    }
+    out.sort_by(|a, b| a.full_name().cmp(b.full_name()));
+    out
+}
+
+/// The comment of a service in its file.
+fn service_doc(service: &prost_reflect::ServiceDescriptor) -> Option<String> {
+    comments(
+        service.parent_file().file_descriptor_proto(),
+        service.path(),
+    )
+}
+
 /// [`render`] as pretty-printed bytes.
 pub fn render_bytes(table: &RouteTable) -> Vec<u8> {
-    serde_json::to_vec_pretty(&render(table)).unwrap_or_default()
+    render_bytes_with(table, &OpenApiOptions::default())
+}
+
+/// [`render_with`] as pretty-printed bytes.
+pub fn render_bytes_with(table: &RouteTable, options: &OpenApiOptions) -> Vec<u8> {
+    serde_json::to_vec_pretty(&render_with(table, options)).unwrap_or_default()
 }
 
 /// The OpenAPI path (`/v1/{name}`; multi-segment and nested variables keep their field
@@ -133,6 +232,7 @@ fn openapi_path(route: &Route) -> (String, Vec<(String, Option<FieldDescriptor>)
 fn operation(
     route: &Route,
     path_params: Vec<(String, Option<FieldDescriptor>)>,
+    headers: &[&HeaderParameter],
     schemas: &mut Schemas,
 ) -> Value {
     let method = route.method();
@@ -156,6 +256,15 @@ fn operation(
         }
         parameters.push(p);
     }
+    for header in headers {
+        parameters.push(json!({
+            "name": header.name,
+            "in": "header",
+            "required": header.required,
+            "description": header.description,
+            "schema": {"type": "string"}
+        }));
+    }
     let mut op = Map::new();
     op.insert(
         "operationId".into(),
@@ -175,7 +284,8 @@ fn operation(
     op.insert("parameters".into(), Value::Array(parameters));
     let body_schema = match route.body() {
         BodySpec::None => None,
-        BodySpec::Whole => Some(schemas.message(&input)),
+        BodySpec::Whole if is_http_body(&input) => Some(schemas.message(&input)),
+        BodySpec::Whole => Some(whole_body_schema(&input, &path_params, schemas)),
         BodySpec::Field(f) => Some(schemas.field(f)),
     };
     if let Some(schema) = body_schema {
@@ -213,6 +323,45 @@ fn operation(
         }),
     );
     Value::Object(op)
+}
+
+/// The schema of a `body: "*"` request: the input message without the top-level fields the
+/// path binds (they are not read from the body). With no such field it is the message's own
+/// schema; otherwise an inline object of the remaining fields.
+fn whole_body_schema(
+    input: &MessageDescriptor,
+    path_params: &[(String, Option<FieldDescriptor>)],
+    schemas: &mut Schemas,
+) -> Value {
+    let bound: BTreeSet<&str> = path_params
+        .iter()
+        .filter(|(name, _)| !name.contains('.'))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if bound.is_empty() || well_known(input.full_name()).is_some() {
+        return schemas.message(input);
+    }
+    let mut props = Map::new();
+    for field in input.fields() {
+        if bound.contains(field.name()) {
+            continue;
+        }
+        props.insert(field.json_name().to_owned(), schemas.field(&field));
+    }
+    let mut schema = json!({"type": "object", "properties": props});
+    if let (Some(doc), Some(obj)) = (
+        comments(input.parent_file().file_descriptor_proto(), input.path()),
+        schema.as_object_mut(),
+    ) {
+        obj.insert(
+            "description".into(),
+            Value::String(format!(
+                "{doc}\n\n(`{}` without the fields bound from the path.)",
+                input.full_name()
+            )),
+        );
+    }
+    schema
 }
 
 fn body_is_http_body(route: &Route) -> bool {
@@ -472,5 +621,72 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn options_add_headers_servers_and_name_every_service() {
+        let table = RouteTableBuilder::new(library_pool())
+            .service_prefix("example.v1.AdminService", "/admin/v1")
+            .build()
+            .expect("routes");
+        let options = OpenApiOptions {
+            servers: vec!["https://api.example.com".into()],
+            headers: vec![(
+                "example.v1.AdminService".into(),
+                HeaderParameter {
+                    name: "x-org".into(),
+                    description: "The organization".into(),
+                    required: false,
+                },
+            )],
+            ..OpenApiOptions::default()
+        };
+        let doc = render_with(&table, &options);
+        assert_eq!(doc["servers"][0]["url"], "https://api.example.com");
+        let reactivate = &doc["paths"]["/admin/v1/books/{id}/_reactivate"]["post"];
+        let params = reactivate["parameters"].as_array().expect("params");
+        assert!(
+            params
+                .iter()
+                .any(|p| p["in"] == "header" && p["name"] == "x-org"),
+            "{params:?}"
+        );
+        // Other services do not read it.
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            if path.starts_with("/admin/") {
+                continue;
+            }
+            for op in item.as_object().expect("item").values() {
+                assert!(
+                    !op["parameters"].to_string().contains("x-org"),
+                    "{path}: {op}"
+                );
+            }
+        }
+        // The body of a `body: "*"` route leaves out what the path binds.
+        let body = &reactivate["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(body["type"], "object", "{body}");
+        assert!(body["properties"].get("id").is_none(), "{body}");
+        // Title and tags cover every service.
+        let title = doc["info"]["title"].as_str().expect("title");
+        assert_eq!(title, "example.v1");
+        let tags: Vec<&str> = doc["tags"]
+            .as_array()
+            .expect("tags")
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        for service in ["example.v1.AdminService", "example.v1.LibraryService"] {
+            assert!(tags.contains(&service), "{tags:?}");
+            assert!(
+                doc["info"]["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(service)),
+                "{}",
+                doc["info"]["description"]
+            );
+        }
+        // Default: one relative server.
+        assert_eq!(render(&table)["servers"][0]["url"], "/");
     }
 }
