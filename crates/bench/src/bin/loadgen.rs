@@ -475,6 +475,12 @@ fn report(args: &Args) -> anyhow::Result<()> {
             "hyper-h1",
             ">= 0.5",
         ),
+        (
+            "sy-rest-h1-sqlite",
+            "Switchyard REST HTTP/1.1, SQLite store (wrk, 16 conns)",
+            "sy-rest-h1",
+            ">= 0.6, CPU <= 1.5",
+        ),
         ("sy-rest-h2", "Switchyard REST HTTP/2", "hyper-h2", ">= 0.5"),
         ("sy-grpc", "Switchyard gRPC", "tonic-grpc", ">= 0.8"),
         (
@@ -497,9 +503,9 @@ fn report(args: &Args) -> anyhow::Result<()> {
         ),
     ];
     println!(
-        "| target | server, protocol | requests/s | p50 µs | p99 µs | CPU µs/req | peak RSS MiB | errors | ratio (to) | target | p99 ratio |"
+        "| target | server, protocol | requests/s | p50 µs | p99 µs | CPU µs/req | peak RSS MiB | errors | ratio (to) | target | p99 ratio | CPU ratio |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (target, what, reference, goal) in ROWS {
         let Some(rounds) = runs.get(*target) else {
             continue;
@@ -516,10 +522,11 @@ fn report(args: &Args) -> anyhow::Result<()> {
         let rps_ratio =
             ratio(|s| s.rps).map_or("1.00".to_owned(), |r| format!("{r:.2} ({reference})"));
         let p99_ratio = ratio(|s| s.p99_us).map_or("—".to_owned(), |r| format!("{r:.2}"));
+        let cpu_ratio = ratio(|s| s.cpu_us).map_or("—".to_owned(), |r| format!("{r:.2}"));
         let max_rss = rounds.values().map(|s| s.rss_kib).fold(0.0, f64::max);
         let errors: f64 = rounds.values().map(|s| s.errors).sum();
         println!(
-            "| {target} | {what} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {errors:.0} | {rps_ratio} | {goal} | {p99_ratio} |",
+            "| {target} | {what} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {errors:.0} | {rps_ratio} | {goal} | {p99_ratio} | {cpu_ratio} |",
             all(|s| s.rps),
             all(|s| s.p50_us),
             all(|s| s.p99_us),

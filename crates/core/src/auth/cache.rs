@@ -92,6 +92,7 @@ impl Invalidation {
         for write in &commit.writes {
             match write {
                 ProjectionWrite::User(user) => out.users.push(user.id.clone()),
+                ProjectionWrite::SetUserState { id, .. } => out.users.push(id.clone()),
                 ProjectionWrite::Member(member) => out.users.push(member.user_id.clone()),
                 ProjectionWrite::RemoveMember { user_id, .. } => out.users.push(user_id.clone()),
                 ProjectionWrite::RemoveToken { .. } => out.all = true,

@@ -253,9 +253,16 @@ impl Core {
             }
             let (event, details) =
                 next_user_event(&mut user, event_type, json!({}), &caller.user_id, now);
+            // Only the state, sequence and change time changed: the store writes just those.
+            let write = ProjectionWrite::SetUserState {
+                id: user.id,
+                state: user.state,
+                sequence: user.sequence,
+                changed_us: user.changed_us,
+            };
             self.commit(Commit {
                 events: vec![event],
-                writes: vec![ProjectionWrite::User(user)],
+                writes: vec![write],
             })
             .await?;
             Ok(details)

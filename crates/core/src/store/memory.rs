@@ -351,6 +351,20 @@ impl State {
                 }
                 Undo::User(user.id.clone(), self.set_user(&user.id, Some(row)))
             }
+            ProjectionWrite::SetUserState {
+                id,
+                state,
+                sequence,
+                changed_us,
+            } => {
+                let mut user = self.users.get(id).cloned().ok_or_else(|| {
+                    StoreError::Backend(format!("no user row {id} to set the state of"))
+                })?;
+                user.state = *state;
+                user.sequence = *sequence;
+                user.changed_us = *changed_us;
+                return self.apply(&ProjectionWrite::User(user));
+            }
             ProjectionWrite::Org(org) => {
                 if self
                     .org_names

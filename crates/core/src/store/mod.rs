@@ -29,6 +29,18 @@ pub use query::{TextMatch, TextMethod, UserFilter, UserQuery, UserSort};
 pub enum ProjectionWrite {
     /// Insert or replace a user row.
     User(User),
+    /// Set an existing user's state, sequence and change time, leaving the rest of its row as
+    /// it is: all a lifecycle command changes, so the backends write only these columns.
+    SetUserState {
+        /// The user.
+        id: String,
+        /// The new state.
+        state: crate::domain::user::UserState,
+        /// The user's sequence after the event.
+        sequence: u64,
+        /// The event's time (µs).
+        changed_us: i64,
+    },
     /// Insert or replace an org row.
     Org(Org),
     /// Insert or replace a membership (one per scope and user).

@@ -208,6 +208,8 @@ const UPSERT_USER: &str = "INSERT INTO users (id, resource_owner, username, user
                      email = excluded.email, data = excluded.data, \
                      password_hash = excluded.password_hash, sequence = excluded.sequence, \
                      changed_us = excluded.changed_us";
+const SET_USER_STATE: &str =
+    "UPDATE users SET state = $2, sequence = $3, changed_us = $4 WHERE id = $1";
 const UPSERT_ORG: &str = "INSERT INTO orgs (id, name, name_key, primary_domain, sequence, created_us, changed_us) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7) \
                      ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_key = excluded.name_key, \
@@ -219,9 +221,10 @@ const DELETE_MEMBER: &str = "DELETE FROM members WHERE scope = $1 AND user_id = 
 const DELETE_TOKEN: &str = "DELETE FROM tokens WHERE id = $1";
 const INSERT_TOKEN: &str = "INSERT INTO tokens (id, user_id, resource_owner, hash, expiration_us, created_us) \
                      VALUES ($1, $2, $3, $4, $5, $6)";
-const WRITE_STATEMENTS: [&str; 7] = [
+const WRITE_STATEMENTS: [&str; 8] = [
     INSERT_EVENT,
     UPSERT_USER,
+    SET_USER_STATE,
     UPSERT_ORG,
     UPSERT_MEMBER,
     DELETE_MEMBER,
@@ -233,6 +236,7 @@ const WRITE_STATEMENTS: [&str; 7] = [
 pub(super) struct Writes {
     insert_event: Statement,
     upsert_user: Statement,
+    set_user_state: Statement,
     upsert_org: Statement,
     upsert_member: Statement,
     delete_member: Statement,
@@ -259,6 +263,7 @@ pub(super) async fn prepare_writes(tx: &Transaction<'_>) -> Result<Writes, Store
     Ok(Writes {
         insert_event: take()?,
         upsert_user: take()?,
+        set_user_state: take()?,
         upsert_org: take()?,
         upsert_member: take()?,
         delete_member: take()?,
@@ -356,6 +361,25 @@ async fn write_projection(
             )
             .await
             .map_err(classify)?;
+        }
+        ProjectionWrite::SetUserState {
+            id,
+            state,
+            sequence,
+            changed_us,
+        } => {
+            let changed = tx
+                .execute(
+                    &writes_with.set_user_state,
+                    &[id, &state.as_str(), &(*sequence as i64), changed_us],
+                )
+                .await
+                .map_err(classify)?;
+            if changed != 1 {
+                return Err(StoreError::Backend(format!(
+                    "no user row {id} to set the state of"
+                )));
+            }
         }
         ProjectionWrite::Org(org) => {
             let stmt = &writes_with.upsert_org;

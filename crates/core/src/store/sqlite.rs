@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::query::{TextMatch, TextMethod, UserFilter, UserQuery, UserSort};
 use super::{Commit, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage};
@@ -20,13 +20,18 @@ use crate::domain::token::PersonalAccessToken;
 use crate::domain::user::{User, UserKind, UserState};
 
 const READERS: usize = 4;
+/// Prepared statements kept per connection: more than the write and read paths use.
+const STATEMENT_CACHE: usize = 64;
 /// Default and maximum page sizes of a user search, as ZITADEL's defaults.
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 
 const SCHEMA: &str = r#"
+-- position is the rowid: SQLite gives each new row the largest position + 1, and events are
+-- never deleted, so positions only grow (AUTOINCREMENT would add a write of sqlite_sequence to
+-- every append; files made with it keep it).
 CREATE TABLE IF NOT EXISTS events (
-    position        INTEGER PRIMARY KEY AUTOINCREMENT,
+    position        INTEGER PRIMARY KEY,
     aggregate_type  TEXT    NOT NULL,
     aggregate_id    TEXT    NOT NULL,
     sequence        INTEGER NOT NULL,
@@ -146,6 +151,7 @@ impl SqliteStore {
         })
     }
 
+    /// Runs a read that may take long (a search, an export page) on the blocking pool.
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -159,6 +165,29 @@ impl SqliteStore {
         })
         .await
     }
+
+    /// Runs a point read (one row, or a few, by an indexed key) right here on the calling task
+    /// when a reader connection is free. Such a read costs a few microseconds in pages the OS
+    /// caches: less than handing it to the blocking pool and back, two thread switches. Only
+    /// when every reader is busy does it go to the blocking pool.
+    async fn point_read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let readers = &self.inner.readers;
+        let start = self.inner.next_reader.fetch_add(1, Ordering::Relaxed);
+        for k in 0..readers.len() {
+            match readers[(start + k) % readers.len()].try_lock() {
+                Ok(conn) => return f(&conn),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                    return f(&poisoned.into_inner());
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        self.read(f).await
+    }
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
@@ -171,6 +200,8 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     .map_err(backend)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(backend)?;
+    // Room for every statement of the write and read paths, so none is ever parsed again.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 
@@ -237,160 +268,14 @@ fn parse_scope(key: &str) -> Option<MemberScope> {
     }
 }
 
-fn apply_commit(conn: &mut Connection, commit: &Commit) -> Result<(), StoreError> {
-    let tx = conn.transaction().map_err(backend)?;
-    append(&tx, commit)?;
-    tx.commit().map_err(backend)
+/// The user columns every user read selects, as [`user_from_row`] reads them.
+macro_rules! user_columns {
+    () => {
+        "id, resource_owner, username, state, data, password_hash, sequence, created_us, changed_us"
+    };
 }
-
-/// Appends the events and writes the projections of `commit` inside `tx`.
-fn append(tx: &rusqlite::Transaction<'_>, commit: &Commit) -> Result<(), StoreError> {
-    for event in &commit.events {
-        let payload = event.payload.to_string();
-        tx.prepare_cached(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, payload, \
-             resource_owner, creator, created_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .and_then(|mut stmt| {
-            stmt.execute(params![
-                event.aggregate_type.as_str(),
-                event.aggregate_id,
-                event.sequence as i64,
-                event.event_type.as_str(),
-                payload,
-                event.resource_owner,
-                event.creator,
-                event.created_us,
-            ])
-        })
-        .map_err(|e| classify(e, Some((&event.aggregate_id, event.sequence))))?;
-    }
-    for write in &commit.writes {
-        write_projection(tx, write)?;
-    }
-    Ok(())
-}
-
-fn write_projection(
-    tx: &rusqlite::Transaction<'_>,
-    write: &ProjectionWrite,
-) -> Result<(), StoreError> {
-    match write {
-        ProjectionWrite::User(user) => {
-            let (is_human, first, last, nick, email) = match &user.kind {
-                UserKind::Human(h) => (
-                    true,
-                    h.first_name.as_str(),
-                    h.last_name.as_str(),
-                    h.nick_name.as_str(),
-                    h.email.as_str(),
-                ),
-                UserKind::Machine(_) => (false, "", "", "", ""),
-            };
-            let data = serde_json::to_string(&user.kind)
-                .map_err(|e| StoreError::Backend(format!("encode user data: {e}")))?;
-            tx.prepare_cached(
-                "INSERT INTO users (id, resource_owner, username, username_key, state, is_human, \
-                 first_name, last_name, nick_name, display_name, email, data, password_hash, \
-                 sequence, created_us, changed_us) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
-                 ON CONFLICT (id) DO UPDATE SET resource_owner = excluded.resource_owner, \
-                 username = excluded.username, username_key = excluded.username_key, \
-                 state = excluded.state, is_human = excluded.is_human, \
-                 first_name = excluded.first_name, last_name = excluded.last_name, \
-                 nick_name = excluded.nick_name, display_name = excluded.display_name, \
-                 email = excluded.email, data = excluded.data, \
-                 password_hash = excluded.password_hash, sequence = excluded.sequence, \
-                 changed_us = excluded.changed_us",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    user.id,
-                    user.resource_owner,
-                    user.username,
-                    user.username.to_lowercase(),
-                    user.state.as_str(),
-                    is_human,
-                    first,
-                    last,
-                    nick,
-                    user.display_name(),
-                    email,
-                    data,
-                    user.password_hash,
-                    user.sequence as i64,
-                    user.created_us,
-                    user.changed_us,
-                ])
-            })
-            .map_err(|e| classify(e, None))?;
-        }
-        ProjectionWrite::Org(org) => {
-            tx.prepare_cached(
-                "INSERT INTO orgs (id, name, name_key, primary_domain, sequence, created_us, changed_us) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_key = excluded.name_key, \
-                 primary_domain = excluded.primary_domain, sequence = excluded.sequence, \
-                 changed_us = excluded.changed_us",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    org.id,
-                    org.name,
-                    org.name.to_lowercase(),
-                    org.primary_domain,
-                    org.sequence as i64,
-                    org.created_us,
-                    org.changed_us,
-                ])
-            })
-            .map_err(|e| classify(e, None))?;
-        }
-        ProjectionWrite::Member(member) => {
-            let roles = serde_json::to_string(&member.roles)
-                .map_err(|e| StoreError::Backend(format!("encode roles: {e}")))?;
-            tx.prepare_cached(
-                "INSERT INTO members (scope, user_id, roles) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (scope, user_id) DO UPDATE SET roles = excluded.roles",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![scope_key(&member.scope), member.user_id, roles])
-            })
-            .map_err(backend)?;
-        }
-        ProjectionWrite::RemoveMember { scope, user_id } => {
-            tx.prepare_cached("DELETE FROM members WHERE scope = ?1 AND user_id = ?2")
-                .and_then(|mut stmt| stmt.execute(params![scope_key(scope), user_id]))
-                .map_err(backend)?;
-        }
-        ProjectionWrite::RemoveToken { id } => {
-            tx.prepare_cached("DELETE FROM tokens WHERE id = ?1")
-                .and_then(|mut stmt| stmt.execute(params![id]))
-                .map_err(backend)?;
-        }
-        ProjectionWrite::Token(token) => {
-            tx.prepare_cached(
-                "INSERT INTO tokens (id, user_id, resource_owner, hash, expiration_us, created_us) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    token.id,
-                    token.user_id,
-                    token.resource_owner,
-                    &token.hash[..],
-                    token.expiration_us,
-                    token.created_us,
-                ])
-            })
-            .map_err(backend)?;
-        }
-    }
-    Ok(())
-}
-
-const USER_COLUMNS: &str =
-    "id, resource_owner, username, state, data, password_hash, sequence, created_us, changed_us";
+const USER_COLUMNS: &str = user_columns!();
+const USER_BY_ID: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1");
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<Result<User, StoreError>> {
     let state: String = row.get(3)?;
@@ -588,7 +473,18 @@ fn token_from_row(row: &Row<'_>) -> rusqlite::Result<PersonalAccessToken> {
     })
 }
 
-const TOKEN_COLUMNS: &str = "id, user_id, resource_owner, hash, expiration_us, created_us";
+macro_rules! token_columns {
+    () => {
+        "id, user_id, resource_owner, hash, expiration_us, created_us"
+    };
+}
+const TOKEN_COLUMNS: &str = token_columns!();
+const TOKEN_BY_HASH: &str = concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = ?1");
+const TOKENS_OF_USER: &str = concat!(
+    "SELECT ",
+    token_columns!(),
+    " FROM tokens WHERE user_id = ?1 ORDER BY created_us, id"
+);
 
 #[async_trait]
 impl EventStore for SqliteStore {
@@ -598,9 +494,9 @@ impl EventStore for SqliteStore {
         }
         let inner = Arc::clone(&self.inner);
         run_blocking(move || {
-            let mut conn = lock(&inner.writer);
+            let conn = lock(&inner.writer);
             let started = std::time::Instant::now();
-            apply_commit(&mut conn, &commit)?;
+            write::transaction(&conn, |conn| write::append(conn, &commit))?;
             super::stats::record(started.elapsed(), 1);
             Ok(())
         })
@@ -609,8 +505,8 @@ impl EventStore for SqliteStore {
 
     async fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
         let id = id.to_owned();
-        self.read(move |conn| {
-            conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))
+        self.point_read(move |conn| {
+            conn.prepare_cached(USER_BY_ID)
                 .and_then(|mut stmt| stmt.query_row([id], user_from_row).optional())
                 .map_err(backend)?
                 .transpose()
@@ -625,7 +521,7 @@ impl EventStore for SqliteStore {
 
     async fn org(&self, id: &str) -> Result<Option<Org>, StoreError> {
         let id = id.to_owned();
-        self.read(move |conn| {
+        self.point_read(move |conn| {
             conn.prepare_cached(
                 "SELECT id, name, primary_domain, sequence, created_us, changed_us FROM orgs WHERE id = ?1",
             )
@@ -649,7 +545,7 @@ impl EventStore for SqliteStore {
 
     async fn memberships(&self, user_id: &str) -> Result<Vec<Membership>, StoreError> {
         let user_id = user_id.to_owned();
-        self.read(move |conn| {
+        self.point_read(move |conn| {
             let mut stmt = conn
                 .prepare_cached("SELECT scope, roles FROM members WHERE user_id = ?1")
                 .map_err(backend)?;
@@ -681,24 +577,18 @@ impl EventStore for SqliteStore {
         hash: &[u8; 32],
     ) -> Result<Option<PersonalAccessToken>, StoreError> {
         let hash = *hash;
-        self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"
-            ))
-            .and_then(|mut stmt| stmt.query_row([&hash[..]], token_from_row).optional())
-            .map_err(backend)
+        self.point_read(move |conn| {
+            conn.prepare_cached(TOKEN_BY_HASH)
+                .and_then(|mut stmt| stmt.query_row([&hash[..]], token_from_row).optional())
+                .map_err(backend)
         })
         .await
     }
 
     async fn tokens(&self, user_id: &str) -> Result<Vec<PersonalAccessToken>, StoreError> {
         let user_id = user_id.to_owned();
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = ?1 ORDER BY created_us, id"
-                ))
-                .map_err(backend)?;
+        self.point_read(move |conn| {
+            let mut stmt = conn.prepare_cached(TOKENS_OF_USER).map_err(backend)?;
             let rows = stmt
                 .query_map([&user_id], token_from_row)
                 .map_err(backend)?;
@@ -710,7 +600,7 @@ impl EventStore for SqliteStore {
     async fn members(&self, scope: &MemberScope) -> Result<Vec<Membership>, StoreError> {
         let key = scope_key(scope);
         let scope = scope.clone();
-        self.read(move |conn| {
+        self.point_read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT user_id, roles FROM members WHERE scope = ?1 ORDER BY user_id",
@@ -738,8 +628,9 @@ impl EventStore for SqliteStore {
     }
 
     async fn has_orgs(&self) -> Result<bool, StoreError> {
-        self.read(|conn| {
-            conn.query_row("SELECT EXISTS (SELECT 1 FROM orgs)", [], |row| row.get(0))
+        self.point_read(|conn| {
+            conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM orgs)")
+                .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
                 .map_err(backend)
         })
         .await
@@ -779,7 +670,7 @@ impl EventStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let (entries, writes) = (entries.to_vec(), writes.to_vec());
         let inner = Arc::clone(&self.inner);
-        run_blocking(move || export::import(&mut lock(&inner.writer), &entries, &writes)).await
+        run_blocking(move || export::import(&lock(&inner.writer), &entries, &writes)).await
     }
 }
 
@@ -787,3 +678,4 @@ mod export;
 mod group_commit;
 #[cfg(test)]
 mod tests;
+mod write;

@@ -165,16 +165,38 @@ pub(crate) async fn user_names_are_unique_until_removed(store: &dyn EventStore) 
         "rejected events stay out"
     );
 
-    let mut removed = first.clone();
-    removed.state = UserState::Deleted;
-    removed.sequence = 2;
+    // Removal writes only the state columns; the rest of the row stays as it was.
     store
         .commit(Commit {
             events: vec![event("u3", 2, EventType::UserRemoved)],
-            writes: vec![ProjectionWrite::User(removed)],
+            writes: vec![ProjectionWrite::SetUserState {
+                id: "u3".into(),
+                state: UserState::Deleted,
+                sequence: 2,
+                changed_us: 2_002,
+            }],
         })
         .await
         .expect("remove");
+    let mut removed = first.clone();
+    removed.state = UserState::Deleted;
+    removed.sequence = 2;
+    removed.changed_us = 2_002;
+    assert_eq!(store.user("u3").await.expect("read"), Some(removed));
+    let missing = store
+        .commit(Commit {
+            events: vec![event("u404", 1, EventType::UserLocked)],
+            writes: vec![ProjectionWrite::SetUserState {
+                id: "u404".into(),
+                state: UserState::Locked,
+                sequence: 1,
+                changed_us: 2_003,
+            }],
+        })
+        .await
+        .expect_err("no row to update");
+    assert!(matches!(missing, StoreError::Backend(_)), "{missing:?}");
+    assert!(store.events("u404").await.expect("events").is_empty());
     store
         .commit(add_user(&clash))
         .await

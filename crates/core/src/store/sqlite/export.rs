@@ -2,9 +2,10 @@
 
 use rusqlite::{Connection, params};
 
+use super::write::{insert_event, transaction, write_projection};
 use super::{
-    TOKEN_COLUMNS, USER_COLUMNS, backend, classify, parse_scope, stored_event_from_row,
-    token_from_row, user_from_row, write_projection,
+    TOKEN_COLUMNS, USER_COLUMNS, backend, parse_scope, stored_event_from_row, token_from_row,
+    user_from_row,
 };
 use crate::domain::org::{Membership, Org};
 use crate::store::{LogEntry, ProjectionWrite, StoreError};
@@ -100,36 +101,31 @@ pub(super) fn projections(conn: &Connection) -> Result<Vec<ProjectionWrite>, Sto
 
 /// Appends `entries` as they are and writes `writes`, in one transaction.
 pub(super) fn import(
-    conn: &mut Connection,
+    conn: &Connection,
     entries: &[LogEntry],
     writes: &[ProjectionWrite],
 ) -> Result<(), StoreError> {
-    let tx = conn.transaction().map_err(backend)?;
-    for LogEntry {
-        aggregate_type,
-        event,
-    } in entries
-    {
-        tx.prepare_cached(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, payload, \
-             resource_owner, creator, created_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .and_then(|mut stmt| {
-            stmt.execute(params![
+    transaction(conn, |conn| {
+        for LogEntry {
+            aggregate_type,
+            event,
+        } in entries
+        {
+            insert_event(
+                conn,
                 aggregate_type,
-                event.aggregate_id,
-                event.sequence as i64,
-                event.event_type,
-                event.payload.to_string(),
-                event.resource_owner,
-                event.creator,
+                &event.aggregate_id,
+                event.sequence,
+                &event.event_type,
+                &event.payload,
+                &event.resource_owner,
+                &event.creator,
                 event.created_us,
-            ])
-        })
-        .map_err(|e| classify(e, Some((&event.aggregate_id, event.sequence))))?;
-    }
-    for write in writes {
-        write_projection(&tx, write)?;
-    }
-    tx.commit().map_err(backend)
+            )?;
+        }
+        for write in writes {
+            write_projection(conn, write)?;
+        }
+        Ok(())
+    })
 }

@@ -1,7 +1,7 @@
 //! Group commit for SQLite: one writer thread takes every commit waiting in its queue and
-//! writes them in one transaction, so one fsync makes the whole batch durable. Each commit runs
-//! inside its own SAVEPOINT: one that fails (a lost race, a taken user name) is rolled back
-//! alone and answered with its own error, while the rest of the batch commits.
+//! writes them in one transaction, so one fsync makes the whole batch durable. A commit that
+//! fails (a lost race, a taken user name) fails alone and is answered with its own error,
+//! while the rest of the batch commits ([`commit_batch`]).
 //!
 //! The batch size adapts to load by itself: while a batch is being fsync'd, the next one
 //! queues up.
@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::{append, backend, lock};
+use super::lock;
+use super::write::{append, exec, in_savepoint, rollback, transaction};
 use crate::store::{Commit, StoreError};
 
 /// The most commits one transaction takes.
@@ -61,60 +62,68 @@ fn run(writer: &Mutex<Connection>, rx: &mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let mut conn = lock(writer);
-        commit_batch(&mut conn, batch);
+        commit_batch(&lock(writer), batch);
     }
 }
 
 /// Commits `batch` as one transaction and answers each commit.
-fn commit_batch(conn: &mut Connection, batch: Vec<Pending>) {
+///
+/// First optimistically: every commit straight into the transaction, no savepoints (a
+/// SAVEPOINT costs its statements and a copy of every page the commit touches). Should any
+/// commit fail, that transaction is rolled back and the batch runs again with a SAVEPOINT
+/// around each commit, so that the failing ones fail alone; from the same starting state it
+/// reaches the same outcomes. Failures are rare (a lost race, a taken name), so most batches
+/// run once.
+fn commit_batch(conn: &Connection, batch: Vec<Pending>) {
     let started = std::time::Instant::now();
     let size = batch.len();
-    let tx = match conn.transaction() {
-        Ok(tx) => tx,
-        Err(e) => {
-            let message = e.to_string();
-            for pending in batch {
-                let _ = pending
-                    .reply
-                    .send(Err(StoreError::Backend(message.clone())));
-            }
-            return;
-        }
-    };
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for pending in batch {
-        let outcome = in_savepoint(&tx, &pending.commit);
-        outcomes.push((pending, outcome));
-    }
-    match tx.commit() {
+    let outcome = transaction(conn, |conn| {
+        batch
+            .iter()
+            .try_for_each(|pending| append(conn, &pending.commit))
+    });
+    let outcomes: Vec<Result<(), StoreError>> = match outcome {
         Ok(()) => {
             crate::store::stats::record(started.elapsed(), size);
-            for (pending, outcome) in outcomes {
-                let _ = pending.reply.send(outcome);
-            }
+            batch.iter().map(|_| Ok(())).collect()
         }
-        Err(e) => {
-            // Nothing of the batch is kept: those that had succeeded fail now.
-            let message = e.to_string();
-            for (pending, outcome) in outcomes {
-                let _ = pending
-                    .reply
-                    .send(outcome.and(Err(StoreError::Backend(message.clone()))));
-            }
-        }
+        Err(_) => each_in_savepoint(conn, &batch, started),
+    };
+    for (pending, outcome) in batch.into_iter().zip(outcomes) {
+        let _ = pending.reply.send(outcome);
     }
 }
 
-/// Applies one commit inside a SAVEPOINT; on failure only it is undone.
-fn in_savepoint(tx: &rusqlite::Transaction<'_>, commit: &Commit) -> Result<(), StoreError> {
-    tx.execute_batch("SAVEPOINT sy_commit").map_err(backend)?;
-    match append(tx, commit) {
-        Ok(()) => tx.execute_batch("RELEASE sy_commit").map_err(backend),
+/// The careful pass: one transaction, a SAVEPOINT around each commit; the outcome of each.
+fn each_in_savepoint(
+    conn: &Connection,
+    batch: &[Pending],
+    started: std::time::Instant,
+) -> Vec<Result<(), StoreError>> {
+    if let Err(e) = exec(conn, "BEGIN") {
+        let message = e.to_string();
+        return batch
+            .iter()
+            .map(|_| Err(StoreError::Backend(message.clone())))
+            .collect();
+    }
+    let outcomes: Vec<_> = batch
+        .iter()
+        .map(|pending| in_savepoint(conn, &pending.commit))
+        .collect();
+    match exec(conn, "COMMIT") {
+        Ok(()) => {
+            crate::store::stats::record(started.elapsed(), batch.len());
+            outcomes
+        }
         Err(e) => {
-            tx.execute_batch("ROLLBACK TO sy_commit; RELEASE sy_commit")
-                .map_err(backend)?;
-            Err(e)
+            rollback(conn);
+            // Nothing of the batch is kept: those that had succeeded fail now.
+            let message = e.to_string();
+            outcomes
+                .into_iter()
+                .map(|outcome| outcome.and(Err(StoreError::Backend(message.clone()))))
+                .collect()
         }
     }
 }
