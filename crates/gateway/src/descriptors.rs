@@ -14,7 +14,7 @@ use prost::Message as _;
 use prost_reflect::DescriptorPool;
 use tonic::Status;
 
-use crate::dispatch::{self, UnaryCall};
+use crate::call::upstream;
 use crate::upstream::Upstream;
 
 /// Why descriptors could not be loaded.
@@ -159,13 +159,15 @@ async fn ask(upstream: &Upstream, path: &str, request: Request) -> Result<Answer
         host: String::new(),
         message_request: Some(request),
     };
-    let call = UnaryCall {
-        path: path.to_owned(),
-        metadata: HeaderMap::new(),
-        message: Bytes::from(message.encode_to_vec()),
-        timeout: Some(std::time::Duration::from_secs(10)),
-    };
-    let reply = dispatch::unary(upstream.clone(), call, 64 * 1024 * 1024).await?;
+    let reply = upstream::unary(
+        upstream.clone(),
+        path,
+        Some(std::time::Duration::from_secs(10)),
+        HeaderMap::new(),
+        Bytes::from(message.encode_to_vec()),
+        64 * 1024 * 1024,
+    )
+    .await?;
     ReflectionResponse::decode(reply.message)
         .map_err(|e| Status::internal(format!("bad reflection answer: {e}")))?
         .message_response

@@ -6,7 +6,7 @@
 
 use http::{HeaderMap, Method, header};
 
-use crate::gateway::MethodIndex;
+use crate::state::MethodIndex;
 
 /// The wire protocol a request speaks, as decided by [`detect`](crate::Protocol).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,22 @@ pub enum Protocol {
     Preflight,
     /// Anything else: looked up in the REST route table.
     Rest,
+}
+
+impl Protocol {
+    /// The protocol's name in the access log and the metrics: `grpc`, `grpc-web`, `connect`,
+    /// `rest` (or `preflight`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::GrpcWeb { .. } => "grpc-web",
+            Protocol::Connect { .. }
+            | Protocol::ConnectStreaming { .. }
+            | Protocol::ConnectUnsupportedMedia => "connect",
+            Protocol::Preflight => "preflight",
+            Protocol::Rest => "rest",
+        }
+    }
 }
 
 /// The message encoding of a Connect request.

@@ -3,14 +3,16 @@
 //! It owns the REST route table, the method index Connect uses, and the options; serving
 //! requests is left to [`crate::layer`] and the protocol modules.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prost_reflect::{DescriptorPool, MethodDescriptor};
-use switchyard_transcode::{JsonOptions, RouteTable, RouteTableBuilder, RouteTableError};
+use prost_reflect::DescriptorPool;
+use switchyard_transcode::{JsonOptions, RouteTableBuilder, RouteTableError};
 
+use crate::call::Handlers;
 use crate::layer::GatewayLayer;
+use crate::metrics::Metrics;
+use crate::state::{GatewayState, MethodIndex};
 
 /// Default limit for a request or response message: 4 MiB, as gRPC's default.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -117,50 +119,9 @@ pub enum GatewayError {
 
 /// The generic gateway, built once from descriptors; turn it into a tower layer with
 /// [`Gateway::layer`].
-#[derive(Debug, Clone)]
-pub struct Gateway {
-    pub(crate) state: Arc<GatewayState>,
-}
-
-/// Everything the per-request code reads, shared behind an `Arc`.
 #[derive(Debug)]
-pub(crate) struct GatewayState {
-    pub(crate) pool: DescriptorPool,
-    pub(crate) methods: MethodIndex,
-    pub(crate) routes: RouteTable,
-    pub(crate) opts: GatewayOptions,
-    /// The OpenAPI document, rendered once when [`GatewayOptions::openapi`] is set.
-    pub(crate) openapi: Option<bytes::Bytes>,
-    services: HashMap<String, ServiceOptions>,
-}
-
-impl GatewayState {
-    /// The service full name of a gRPC path `/pkg.Service/Method`.
-    fn service_of(grpc_path: &str) -> &str {
-        grpc_path
-            .trim_start_matches('/')
-            .split('/')
-            .next()
-            .unwrap_or("")
-    }
-
-    /// The JSON mapping for the method at `grpc_path`.
-    pub(crate) fn json_for(&self, grpc_path: &str) -> &JsonOptions {
-        self.services
-            .get(Self::service_of(grpc_path))
-            .and_then(|s| s.json.as_ref())
-            .unwrap_or(&self.opts.json)
-    }
-
-    /// The deadline for the method at `grpc_path` when the client gives none.
-    pub(crate) fn timeout_for(&self, grpc_path: &str, asked: Option<Duration>) -> Option<Duration> {
-        asked.or_else(|| {
-            self.services
-                .get(Self::service_of(grpc_path))
-                .and_then(|s| s.timeout)
-                .or(self.opts.default_timeout)
-        })
-    }
+pub struct Gateway {
+    pub(crate) state: GatewayState,
 }
 
 impl Gateway {
@@ -189,20 +150,37 @@ impl Gateway {
             .map(bytes::Bytes::from);
         let services = opts.services.iter().cloned().collect();
         Ok(Self {
-            state: Arc::new(GatewayState {
+            state: GatewayState {
                 methods: MethodIndex::new(&pool),
                 pool,
                 routes,
                 opts,
                 openapi,
+                handlers: None,
+                metrics: None,
                 services,
-            }),
+            },
         })
+    }
+
+    /// Calls the unary methods in `handlers` in-process, without the wire shape of gRPC; every
+    /// other method goes to the inner service given to [`GatewayLayer`].
+    #[must_use]
+    pub fn with_handlers(mut self, handlers: Handlers) -> Self {
+        self.state.handlers = Some(handlers);
+        self
+    }
+
+    /// Counts every call (requests, latency, in flight) into `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.state.metrics = Some(metrics);
+        self
     }
 
     /// The tower layer that puts this gateway in front of a gRPC service.
     pub fn layer(self) -> GatewayLayer {
-        GatewayLayer::new(self)
+        GatewayLayer::new(Arc::new(self.state))
     }
 
     /// The OpenAPI 3.1 document of the REST routes, as JSON.
@@ -216,33 +194,5 @@ impl Gateway {
     /// The descriptors this gateway serves.
     pub fn pool(&self) -> &DescriptorPool {
         &self.state.pool
-    }
-}
-
-/// Every method in the pool by its gRPC path, `/pkg.Service/Method`.
-#[derive(Debug, Default)]
-pub(crate) struct MethodIndex {
-    by_path: HashMap<String, MethodDescriptor>,
-}
-
-impl MethodIndex {
-    pub(crate) fn new(pool: &DescriptorPool) -> Self {
-        let by_path = pool
-            .services()
-            .flat_map(|service| service.methods().collect::<Vec<_>>())
-            .map(|method| {
-                let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
-                (path, method)
-            })
-            .collect();
-        Self { by_path }
-    }
-
-    pub(crate) fn get(&self, path: &str) -> Option<&MethodDescriptor> {
-        self.by_path.get(path)
-    }
-
-    pub(crate) fn contains(&self, path: &str) -> bool {
-        self.by_path.contains_key(path)
     }
 }

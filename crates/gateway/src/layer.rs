@@ -1,10 +1,10 @@
 //! The tower layer: [`GatewayLayer`], [`GatewayService`] and [`ResponseFuture`].
 //!
 //! [`GatewayService`] wraps the inner gRPC service (tonic `Routes`, or a client to a remote
-//! upstream), asks `crate::detect` which protocol each request speaks, and hands the request
-//! to that protocol's module. It also runs the REST glue (route lookup, 404/405, body limit)
-//! and adds CORS headers to browser-facing answers. It never fails: every error is an HTTP
-//! response in the caller's protocol.
+//! upstream), asks `crate::detect` which protocol each request speaks, starts the call's
+//! observer, and hands the request to `crate::protocol::serve` with that protocol's module.
+//! It answers CORS preflights and adds CORS headers to browser-facing answers. It never fails:
+//! every error is an HTTP response in the caller's protocol.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -14,18 +14,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
-use tonic::Status;
+use http::{Request, Response, header};
+use tonic::Code;
 use tower::{Layer, Service};
 
 use crate::BoxError;
 use crate::cors;
 use crate::detect::{Protocol, detect};
-use crate::dispatch::{self, UnaryCall};
-use crate::gateway::{Gateway, GatewayState};
-use crate::protocol::rest_stream::{self, Framing};
-use crate::protocol::{self, connect, connect_stream, grpc, grpc_web, read_body, rest};
-use crate::stream::{self as streaming, StreamCall};
+use crate::ops::observer::Observer;
+use crate::protocol::{self, connect, grpc, grpc_web, rest};
+use crate::state::GatewayState;
 
 /// A [`tower::Layer`] that puts a [`Gateway`] in front of a gRPC service.
 #[derive(Debug, Clone)]
@@ -34,10 +32,8 @@ pub struct GatewayLayer {
 }
 
 impl GatewayLayer {
-    pub(crate) fn new(gateway: Gateway) -> Self {
-        Self {
-            state: gateway.state,
-        }
+    pub(crate) fn new(state: Arc<GatewayState>) -> Self {
+        Self { state }
     }
 }
 
@@ -115,7 +111,8 @@ where
     }
 }
 
-/// Routes one request to its protocol and adds CORS headers where browsers read them.
+/// Classifies one request, starts its observer, and hands it to its protocol's pipeline; adds
+/// CORS headers where browsers read them.
 async fn handle<S, B, ReqB>(
     state: &GatewayState,
     inner: S,
@@ -136,120 +133,46 @@ where
         request.headers(),
         &state.methods,
     );
-    tracing::debug!(?protocol, method = %request.method(), path = request.uri().path(), "gateway request");
     let cors = state.opts.cors.as_ref();
+    if let (Protocol::Preflight, Some(cors)) = (protocol, cors) {
+        return cors::preflight(cors, request.headers());
+    }
     let origin = request.headers().get(header::ORIGIN).cloned();
-    let mut response = match (protocol, cors) {
-        (Protocol::Grpc, _) => return grpc::serve(inner, request).await,
-        (Protocol::Preflight, Some(cors)) => return cors::preflight(cors, request.headers()),
-        (Protocol::GrpcWeb { text }, _) => grpc_web::serve(inner, text, request).await,
-        (Protocol::Connect { codec }, _) => connect::serve(state, inner, codec, request).await,
-        (Protocol::ConnectStreaming { codec }, _) => {
-            connect_stream::serve(state, inner, codec, request).await
+    let observer = Observer::start(state.metrics.as_ref(), protocol, &request);
+    let mut response = match protocol {
+        Protocol::Grpc if !state.methods.contains(request.uri().path()) => {
+            // A method the descriptors do not name: the inner service answers it as it is.
+            let mut observer = observer;
+            let path: Arc<str> = Arc::from(request.uri().path());
+            observer.set_method(&path);
+            let response = grpc::passthrough(inner, request).await;
+            observer.finish(Code::Ok, response.status());
+            response
         }
-        (Protocol::ConnectUnsupportedMedia, _) => connect::unsupported_media(),
-        (Protocol::Rest | Protocol::Preflight, _) => serve_rest(state, inner, request).await,
+        Protocol::Grpc => protocol::serve(&grpc::Grpc, state, inner, request, observer).await,
+        Protocol::GrpcWeb { text } => {
+            let web = grpc_web::GrpcWeb::new(text, request.headers());
+            protocol::serve(&web, state, inner, request, observer).await
+        }
+        Protocol::Connect { codec } => {
+            let connect = connect::ConnectUnary { codec };
+            protocol::serve(&connect, state, inner, request, observer).await
+        }
+        Protocol::ConnectStreaming { codec } => {
+            let connect = connect::stream::ConnectStream { codec };
+            protocol::serve(&connect, state, inner, request, observer).await
+        }
+        Protocol::ConnectUnsupportedMedia => {
+            let response = connect::unsupported_media();
+            observer.finish(Code::InvalidArgument, response.status());
+            response
+        }
+        Protocol::Rest | Protocol::Preflight => {
+            protocol::serve(&rest::Rest, state, inner, request, observer).await
+        }
     };
     if let Some(cors) = cors {
         cors::decorate(cors, origin.as_ref(), &mut response);
     }
     response
-}
-
-/// The REST glue: route lookup (404/405), bounded body, transcoding by `protocol::rest`,
-/// the unary call by `crate::dispatch`.
-async fn serve_rest<S, B, ReqB>(
-    state: &GatewayState,
-    inner: S,
-    request: Request<ReqB>,
-) -> Response<tonic::body::Body>
-where
-    S: Service<Request<tonic::body::Body>, Response = Response<B>>,
-    S::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-    ReqB: http_body::Body<Data = Bytes>,
-    ReqB::Error: Into<BoxError>,
-{
-    let (parts, body) = request.into_parts();
-    if let Some(doc) = &state.openapi
-        && parts.method == http::Method::GET
-        && parts.uri.path() == "/openapi.json"
-    {
-        return protocol::full_response(StatusCode::OK, "application/json", doc.clone());
-    }
-    // Look the route up before reading the body: a 404 or 405 need not wait for it.
-    // The one route lookup of the request: its match is used again below.
-    let found = match state.routes.find(&parts.method, parts.uri.path()) {
-        Ok(found) => found,
-        Err(err) => return rest::route_error(&err, &parts.method, parts.uri.path(), &state.pool),
-    };
-    let limit = state.opts.max_message_bytes;
-    let outcome = async {
-        let body = match read_body(body, limit).await {
-            Ok(body) => body,
-            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
-                let mut response = rest::encode_error(&status, &state.pool);
-                *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-                return Ok(response);
-            }
-            Err(status) => return Err(status),
-        };
-        let json = state.json_for(found.route().grpc_path());
-        let mut call = rest::decode_matched(&found, json, &parts, body)?;
-        let method = call.route().method().clone();
-        if method.is_client_streaming() {
-            return Err(Status::unimplemented(format!(
-                "{} is a client-streaming method; REST cannot call it (use gRPC, gRPC-Web or Connect streaming)",
-                method.full_name()
-            )));
-        }
-        // `Grpc-Timeout` (grpc-gateway's REST header) or the service's default.
-        let asked = parts
-            .headers
-            .get("grpc-timeout")
-            .map(dispatch::parse_grpc_timeout)
-            .transpose()?;
-        let timeout = state.timeout_for(&call.grpc_path, asked);
-        let metadata =
-            protocol::forwarded_metadata(&parts.headers, state.opts.forward_headers.as_deref());
-        if method.is_server_streaming() {
-            let frame = dispatch::encode_frame(&call.message)?;
-            let stream_call = StreamCall {
-                path: call.grpc_path.clone(),
-                metadata,
-                body: tonic::body::Body::new(http_body_util::Full::new(frame)),
-                timeout,
-            };
-            let reply = streaming::call(inner, stream_call, limit).await?;
-            return Ok(rest_stream::encode_stream(
-                Arc::clone(call.route()),
-                json.clone(),
-                Framing::from_accept(&parts.headers),
-                reply,
-                state.pool.clone(),
-            ));
-        }
-        let unary = UnaryCall {
-            path: std::mem::take(&mut call.grpc_path),
-            metadata,
-            message: std::mem::take(&mut call.message),
-            timeout,
-        };
-        let reply = dispatch::unary(inner, unary, limit).await?;
-        let mut response = rest::encode_response(&call, json, reply.message)?;
-        rest::metadata_headers(response.headers_mut(), reply.headers, "grpc-metadata-");
-        rest::metadata_headers(response.headers_mut(), reply.trailers, "grpc-trailer-");
-        Ok(response)
-    }
-    .await;
-    outcome.unwrap_or_else(|status| {
-        let mut response = rest::encode_error(&status, &state.pool);
-        rest::metadata_headers(
-            response.headers_mut(),
-            status.metadata().clone().into_headers(),
-            "grpc-metadata-",
-        );
-        response
-    })
 }

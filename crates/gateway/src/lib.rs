@@ -27,29 +27,30 @@
 //! # Ok(()) }
 //! ```
 
+mod call;
 mod cors;
 pub mod descriptors;
 mod detect;
-mod dispatch;
 mod gateway;
 mod layer;
 mod metrics;
 pub mod ops;
 mod protocol;
 mod server;
-mod stream;
+mod state;
 #[cfg(test)]
 mod testutil;
 mod tls;
 pub mod upstream;
 
+pub use call::Handlers;
 pub use detect::{Codec, Protocol};
 pub use gateway::{
     CorsOptions, DEFAULT_MAX_MESSAGE_BYTES, Gateway, GatewayError, GatewayOptions, ServiceOptions,
 };
 pub use layer::{GatewayLayer, GatewayService, ResponseFuture};
 pub use metrics::Metrics;
-pub use ops::{CallObserverLayer, Health, OpsLayer, ReadinessProbe};
+pub use ops::{Health, OpsLayer, ReadinessProbe};
 pub use server::{PeerAddr, RequestBody, ResponseBody, ServerOptions, serve, serve_with};
 pub use switchyard_transcode::JsonOptions;
 pub use tls::{TlsAcceptor, TlsError, TlsFiles};

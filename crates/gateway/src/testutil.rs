@@ -58,3 +58,11 @@ pub(crate) fn failed_precondition_with_detail(id: &str, message: &str) -> Status
         Bytes::from(rpc.encode_to_vec()),
     )
 }
+
+/// The state of a gateway over [`pool`] with default options.
+pub(crate) fn state() -> crate::state::GatewayState {
+    match crate::Gateway::new(pool(), crate::GatewayOptions::default()) {
+        Ok(gateway) => gateway.state,
+        Err(err) => panic!("cannot build the test gateway: {err}"),
+    }
+}

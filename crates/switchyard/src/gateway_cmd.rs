@@ -348,7 +348,10 @@ pub(crate) async fn run(args: GatewayArgs) -> anyhow::Result<()> {
 
     let services: Vec<String> = pool.services().map(|s| s.full_name().to_owned()).collect();
     let router = UpstreamRouter::new(default, by_service);
-    let gateway = Gateway::new(pool, options).context("build the REST routes")?;
+    let metrics = std::sync::Arc::new(switchyard_gateway::Metrics::new());
+    let gateway = Gateway::new(pool, options)
+        .context("build the REST routes")?
+        .with_metrics(std::sync::Arc::clone(&metrics));
     let service = gateway.layer().layer(router);
 
     // The operations of `serve` around it: access log, metrics, /healthz, /readyz (every
@@ -362,7 +365,7 @@ pub(crate) async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         listen,
         ..crate::config::Config::default()
     };
-    crate::ops::serve(&ops_config, service, upstream_probe(endpoints)).await
+    crate::ops::serve(&ops_config, service, upstream_probe(endpoints), metrics).await
 }
 
 /// `/readyz`'s probe in gateway mode: every upstream endpoint accepts a TCP connection within a

@@ -4,6 +4,7 @@ mod admin_pat;
 mod config;
 mod export_cmd;
 mod gateway_cmd;
+mod handlers;
 mod import_cmd;
 mod openapi_cmd;
 mod ops;

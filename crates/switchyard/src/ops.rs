@@ -90,7 +90,7 @@ pub(crate) fn store_probe(core: Core) -> ReadinessProbe {
     })
 }
 
-/// Serves `service` (the gateway around the routes) on the main port, and the ops endpoints
+/// Serves `service` (the gateway around the routes, counting calls into `metrics`) on the main port, and the ops endpoints
 /// on the admin port if configured, until SIGTERM/SIGINT and the drain are over.
 ///
 /// # Errors
@@ -100,6 +100,7 @@ pub(crate) async fn serve<S, B>(
     config: &Config,
     service: S,
     probe: ReadinessProbe,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<()>
 where
     S: tower::Service<Request<switchyard_gateway::RequestBody>, Response = Response<B>>
@@ -111,7 +112,6 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    let metrics = Arc::new(Metrics::new());
     {
         // Store commits (one per group-commit batch) feed the commit latency and batch size.
         let metrics = Arc::clone(&metrics);

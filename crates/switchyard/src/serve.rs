@@ -5,7 +5,7 @@
 use anyhow::Context as _;
 use switchyard_core::command::{Bootstrap, BootstrapResult, Core};
 use switchyard_core::service::{ManagementService, UserService};
-use switchyard_gateway::{Gateway, GatewayOptions};
+use switchyard_gateway::{Gateway, GatewayOptions, Metrics};
 use switchyard_proto::zitadel::management::v1::management_service_server::ManagementServiceServer;
 use switchyard_proto::zitadel::user::v2::user_service_server::UserServiceServer;
 use tower::Layer as _;
@@ -110,6 +110,7 @@ pub(crate) async fn run(args: Config) -> anyhow::Result<()> {
         .context("build reflection v1alpha")?;
 
     let probe = crate::ops::store_probe(core.clone());
+    let handlers = crate::handlers::handlers(&core);
     let routes = tonic::service::Routes::new(ManagementServiceServer::new(ManagementService::new(
         core.clone(),
     )))
@@ -118,6 +119,16 @@ pub(crate) async fn run(args: Config) -> anyhow::Result<()> {
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha);
 
+    // The gateway knows health and reflection too, so that every protocol reaches them.
+    let mut pool = switchyard_proto::descriptor_pool().clone();
+    for set in [
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ] {
+        pool.decode_file_descriptor_set(set)
+            .context("add the health and reflection descriptors")?;
+    }
     let base = GatewayOptions {
         rest_prefixes: args
             .rest_prefixes
@@ -129,10 +140,13 @@ pub(crate) async fn run(args: Config) -> anyhow::Result<()> {
         ..GatewayOptions::default()
     };
     let options = crate::ops::gateway_options(&args, base);
-    let gateway = Gateway::new(switchyard_proto::descriptor_pool().clone(), options)
-        .context("build the gateway's routes from the descriptors")?;
-    // The observer notes each call's method and code for the access log and the metrics.
-    let routes = switchyard_gateway::CallObserverLayer.layer(routes);
+    let metrics = std::sync::Arc::new(Metrics::new());
+    // Unary calls go to the handlers in-process; streaming ones (health `Watch`, reflection)
+    // through the tonic routes.
+    let gateway = Gateway::new(pool, options)
+        .context("build the gateway's routes from the descriptors")?
+        .with_handlers(handlers)
+        .with_metrics(std::sync::Arc::clone(&metrics));
     let service = gateway.layer().layer(routes);
-    crate::ops::serve(&args, service, probe).await
+    crate::ops::serve(&args, service, probe, metrics).await
 }

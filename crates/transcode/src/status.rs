@@ -23,6 +23,8 @@ use crate::json::JsonOptions;
 /// One row of the table.
 struct Row {
     code: Code,
+    /// The code's canonical name in gRPC's `doc/statuscodes.md`.
+    name: &'static str,
     /// REST (grpc-gateway / `google.rpc.Code`) HTTP status.
     rest_http: u16,
     /// Connect protocol code name.
@@ -36,6 +38,7 @@ const TABLE: [Row; 17] = [
     // 0 OK: not an error; 200 on both. Connect has no name for it.
     Row {
         code: Code::Ok,
+        name: "OK",
         rest_http: 200,
         connect_name: "ok",
         connect_http: 200,
@@ -43,6 +46,7 @@ const TABLE: [Row; 17] = [
     // 1 CANCELLED: 499 Client Closed Request (nginx's code); Connect spells it "canceled".
     Row {
         code: Code::Cancelled,
+        name: "CANCELLED",
         rest_http: 499,
         connect_name: "canceled",
         connect_http: 499,
@@ -50,6 +54,7 @@ const TABLE: [Row; 17] = [
     // 2 UNKNOWN: 500 Internal Server Error.
     Row {
         code: Code::Unknown,
+        name: "UNKNOWN",
         rest_http: 500,
         connect_name: "unknown",
         connect_http: 500,
@@ -57,6 +62,7 @@ const TABLE: [Row; 17] = [
     // 3 INVALID_ARGUMENT: 400 Bad Request.
     Row {
         code: Code::InvalidArgument,
+        name: "INVALID_ARGUMENT",
         rest_http: 400,
         connect_name: "invalid_argument",
         connect_http: 400,
@@ -64,6 +70,7 @@ const TABLE: [Row; 17] = [
     // 4 DEADLINE_EXCEEDED: 504 Gateway Timeout.
     Row {
         code: Code::DeadlineExceeded,
+        name: "DEADLINE_EXCEEDED",
         rest_http: 504,
         connect_name: "deadline_exceeded",
         connect_http: 504,
@@ -71,6 +78,7 @@ const TABLE: [Row; 17] = [
     // 5 NOT_FOUND: 404 Not Found.
     Row {
         code: Code::NotFound,
+        name: "NOT_FOUND",
         rest_http: 404,
         connect_name: "not_found",
         connect_http: 404,
@@ -78,6 +86,7 @@ const TABLE: [Row; 17] = [
     // 6 ALREADY_EXISTS: 409 Conflict.
     Row {
         code: Code::AlreadyExists,
+        name: "ALREADY_EXISTS",
         rest_http: 409,
         connect_name: "already_exists",
         connect_http: 409,
@@ -85,6 +94,7 @@ const TABLE: [Row; 17] = [
     // 7 PERMISSION_DENIED: 403 Forbidden.
     Row {
         code: Code::PermissionDenied,
+        name: "PERMISSION_DENIED",
         rest_http: 403,
         connect_name: "permission_denied",
         connect_http: 403,
@@ -92,6 +102,7 @@ const TABLE: [Row; 17] = [
     // 8 RESOURCE_EXHAUSTED: 429 Too Many Requests.
     Row {
         code: Code::ResourceExhausted,
+        name: "RESOURCE_EXHAUSTED",
         rest_http: 429,
         connect_name: "resource_exhausted",
         connect_http: 429,
@@ -99,6 +110,7 @@ const TABLE: [Row; 17] = [
     // 9 FAILED_PRECONDITION: 400 Bad Request (not 412: the client must fix state, not a header).
     Row {
         code: Code::FailedPrecondition,
+        name: "FAILED_PRECONDITION",
         rest_http: 400,
         connect_name: "failed_precondition",
         connect_http: 400,
@@ -106,6 +118,7 @@ const TABLE: [Row; 17] = [
     // 10 ABORTED: 409 Conflict (concurrency conflict, retry at a higher level).
     Row {
         code: Code::Aborted,
+        name: "ABORTED",
         rest_http: 409,
         connect_name: "aborted",
         connect_http: 409,
@@ -113,6 +126,7 @@ const TABLE: [Row; 17] = [
     // 11 OUT_OF_RANGE: 400 Bad Request.
     Row {
         code: Code::OutOfRange,
+        name: "OUT_OF_RANGE",
         rest_http: 400,
         connect_name: "out_of_range",
         connect_http: 400,
@@ -120,6 +134,7 @@ const TABLE: [Row; 17] = [
     // 12 UNIMPLEMENTED: 501 Not Implemented.
     Row {
         code: Code::Unimplemented,
+        name: "UNIMPLEMENTED",
         rest_http: 501,
         connect_name: "unimplemented",
         connect_http: 501,
@@ -127,6 +142,7 @@ const TABLE: [Row; 17] = [
     // 13 INTERNAL: 500 Internal Server Error.
     Row {
         code: Code::Internal,
+        name: "INTERNAL",
         rest_http: 500,
         connect_name: "internal",
         connect_http: 500,
@@ -134,6 +150,7 @@ const TABLE: [Row; 17] = [
     // 14 UNAVAILABLE: 503 Service Unavailable.
     Row {
         code: Code::Unavailable,
+        name: "UNAVAILABLE",
         rest_http: 503,
         connect_name: "unavailable",
         connect_http: 503,
@@ -141,6 +158,7 @@ const TABLE: [Row; 17] = [
     // 15 DATA_LOSS: 500 Internal Server Error.
     Row {
         code: Code::DataLoss,
+        name: "DATA_LOSS",
         rest_http: 500,
         connect_name: "data_loss",
         connect_http: 500,
@@ -148,6 +166,7 @@ const TABLE: [Row; 17] = [
     // 16 UNAUTHENTICATED: 401 Unauthorized.
     Row {
         code: Code::Unauthenticated,
+        name: "UNAUTHENTICATED",
         rest_http: 401,
         connect_name: "unauthenticated",
         connect_http: 401,
@@ -171,6 +190,11 @@ pub fn http_status(code: Code) -> StatusCode {
 /// The HTTP status of a Connect unary error response carrying `code`.
 pub fn connect_http_status(code: Code) -> StatusCode {
     status_code(row(code).connect_http)
+}
+
+/// gRPC's canonical name for `code`, e.g. `FAILED_PRECONDITION` (metrics and logs use it).
+pub fn grpc_code_name(code: Code) -> &'static str {
+    row(code).name
 }
 
 /// The Connect protocol's name for `code`, e.g. `failed_precondition`.

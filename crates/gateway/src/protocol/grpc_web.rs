@@ -1,228 +1,314 @@
-//! gRPC-Web, binary and text (base64), over HTTP/1.1 or HTTP/2.
+//! gRPC-Web (<https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md>), binary and text
+//! (base64), over HTTP/1.1 or HTTP/2: gRPC's frames in the body, the status as a final frame
+//! with flag `0x80` holding `name:value\r\n` lines, since browsers cannot read trailers.
 //!
-//! The framing work (request text decoding, response frames, trailers as the final frame
-//! with flag `0x80`, text-mode base64) is tonic-web's `GrpcWebService`, placed around the
-//! inner service for this one request. Before tonic-web sees the answer, a trailers-only
-//! gRPC response (status in the headers, no body) is rewritten so the status travels as
-//! trailers: every gRPC-Web client then finds it in the trailer frame. CORS is left to
-//! `crate::cors`.
+//! The head and the deadline are gRPC's (`protocol::grpc`). tonic-web does this framing only
+//! as a layer over a gRPC `http` service, which is the in-process wire round trip the call
+//! pipeline exists to avoid; the framing itself is a few lines over `call::frame`. CORS is
+//! `crate::cors`'s.
 
-use std::convert::Infallible;
-
-use bytes::Bytes;
-use futures_util::stream;
-use http::{HeaderMap, HeaderValue, Request, Response, header};
+use base64::Engine as _;
+use bytes::{BufMut as _, Bytes, BytesMut};
+use futures_util::{StreamExt as _, stream};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body::Frame;
-use http_body_util::StreamBody;
-use tower::{Layer as _, Service, ServiceExt};
+use http_body_util::{BodyExt as _, StreamBody};
+use tonic::{Code, Status};
 
+use super::grpc::{decode_call, request_messages, status_trailers};
+use super::{ClientProtocol, MessageEncoder, Refused, Stage, proto_encoder};
 use crate::BoxError;
-use crate::protocol::grpc;
+use crate::call::frame::{self, FRAME_HEADER_LEN, Side, too_large};
+use crate::call::{Call, Item, MessageStream, Reply, StreamReply};
+use crate::state::GatewayState;
 
-/// The headers that make up a gRPC status.
-const STATUS_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
+/// The trailer frame's flag.
+const FLAG_TRAILERS: u8 = 0x80;
 
-/// Serves one gRPC-Web request through tonic-web around `service`; `text` is the request's
-/// mode as detected.
-pub(crate) async fn serve<S, B, ReqB>(
-    service: S,
-    text: bool,
-    mut request: Request<ReqB>,
-) -> Response<tonic::body::Body>
-where
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-    ReqB: http_body::Body<Data = Bytes> + Send + 'static,
-    ReqB::Error: Into<BoxError>,
-{
-    let inner = tower::service_fn(move |request: Request<tonic::body::Body>| {
-        let service = service.clone();
-        async move {
-            let response = grpc::serve(service, request).await;
-            Ok::<_, Infallible>(trailers_only_as_trailers(response))
-        }
-    });
-    normalize_headers(request.headers_mut(), text);
-    let web = tonic_web::GrpcWebLayer::new().layer(inner);
-    match web.oneshot(request.map(tonic::body::Body::new)).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    }
+/// gRPC-Web in one of its modes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GrpcWeb {
+    /// The request body is base64 text (`application/grpc-web-text`).
+    pub(crate) text: bool,
+    /// The answer is base64 text: the client accepts text, or accepts no gRPC-Web type and
+    /// sent text.
+    pub(crate) text_reply: bool,
 }
 
-/// tonic-web matches `content-type` and `accept` exactly; give it the canonical spellings
-/// of what `crate::detect` recognised (any case, parameters allowed). The response is text
-/// when the client accepts text, or accepts no gRPC-Web type and sent text.
-fn normalize_headers(headers: &mut HeaderMap, text: bool) {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    let text_reply = if accept.contains("application/grpc-web-text") {
-        true
-    } else if accept.contains("application/grpc-web") {
-        false
-    } else {
-        text
-    };
-    let canonical = |text| {
-        HeaderValue::from_static(if text {
+impl GrpcWeb {
+    /// The mode of a request detected as gRPC-Web (`text` from its content type).
+    pub(crate) fn new(text: bool, headers: &HeaderMap) -> Self {
+        let accept = headers
+            .get(header::ACCEPT)
+            .map(HeaderValue::as_bytes)
+            .unwrap_or_default();
+        let contains = |needle: &[u8]| {
+            accept
+                .windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle))
+        };
+        let text_reply = if contains(b"application/grpc-web-text") {
+            true
+        } else if contains(b"application/grpc-web") {
+            false
+        } else {
+            text
+        };
+        Self { text, text_reply }
+    }
+
+    fn content_type(self) -> &'static str {
+        if self.text_reply {
             "application/grpc-web-text+proto"
         } else {
             "application/grpc-web+proto"
-        })
-    };
-    headers.insert(header::CONTENT_TYPE, canonical(text));
-    headers.insert(header::ACCEPT, canonical(text_reply));
-}
-
-/// Moves the status of a trailers-only response from its headers into a trailers frame.
-pub(crate) fn trailers_only_as_trailers(
-    mut response: Response<tonic::body::Body>,
-) -> Response<tonic::body::Body> {
-    if !response.headers().contains_key(STATUS_HEADERS[0]) {
-        return response;
-    }
-    let mut trailers = HeaderMap::new();
-    for name in STATUS_HEADERS {
-        if let Some(value) = response.headers_mut().remove(name) {
-            trailers.insert(name, value);
         }
     }
-    let frames = stream::iter([Ok::<_, Infallible>(Frame::trailers(trailers))]);
-    let (parts, _empty) = response.into_parts();
-    Response::from_parts(parts, tonic::body::Body::new(StreamBody::new(frames)))
+
+    /// A chunk of the answer: base64 on its own in text mode (padded, so that chunks can be
+    /// concatenated and decoded in 4-character groups).
+    fn chunk(self, bytes: Bytes) -> Bytes {
+        if self.text_reply {
+            Bytes::from(base64::engine::general_purpose::STANDARD.encode(bytes))
+        } else {
+            bytes
+        }
+    }
+
+    fn response(self, metadata: HeaderMap, body: tonic::body::Body) -> Response<tonic::body::Body> {
+        let mut response = Response::new(body);
+        let headers = response.headers_mut();
+        for (name, value) in super::visible_metadata(metadata) {
+            headers.append(name, value);
+        }
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type()),
+        );
+        *response.status_mut() = StatusCode::OK;
+        response
+    }
+}
+
+impl ClientProtocol for GrpcWeb {
+    type Head = ();
+
+    fn decode_head(
+        &self,
+        state: &GatewayState,
+        parts: &Parts,
+    ) -> Result<(Call, HeaderMap, ()), Refused> {
+        match decode_call(state, parts) {
+            Ok((call, metadata)) => Ok((call, metadata, ())),
+            Err(status) => Err(Refused {
+                response: self.encode_error(state, Stage::Request, &status),
+                status,
+            }),
+        }
+    }
+
+    async fn decode_request<B>(
+        &self,
+        state: &GatewayState,
+        _call: &Call,
+        _head: &(),
+        _parts: &Parts,
+        body: B,
+    ) -> Result<Bytes, Status>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let limit = state.opts.max_message_bytes;
+        let most = limit.saturating_add(FRAME_HEADER_LEN);
+        // Base64 is 4 characters for every 3 bytes.
+        let read_limit = if self.text { most / 3 * 4 + 4 } else { most };
+        let data = match http_body_util::Limited::new(body, read_limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+                return Err(too_large(Side::Request, most, limit));
+            }
+            Err(err) => {
+                return Err(Status::cancelled(format!("cannot read the request: {err}")));
+            }
+        };
+        let data = if self.text { decode_text(&data)? } else { data };
+        frame::parse_single_frame(data, limit, Side::Request)
+    }
+
+    fn decode_stream<B>(
+        &self,
+        state: &GatewayState,
+        call: &Call,
+        _head: &(),
+        body: B,
+    ) -> Result<MessageStream, Status>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        if self.text {
+            return Err(Status::unimplemented(format!(
+                "{} streams requests; send it as application/grpc-web+proto, not text",
+                call.method.full_name()
+            )));
+        }
+        let limit = state.opts.max_message_bytes;
+        Ok(request_messages(frame::envelopes(
+            body,
+            limit,
+            Side::Request,
+            None,
+        )))
+    }
+
+    fn encode_response(
+        &self,
+        _state: &GatewayState,
+        _call: &Call,
+        _head: &(),
+        reply: Reply,
+    ) -> Result<Response<tonic::body::Body>, Status> {
+        let trailers = status_trailers(&Status::new(Code::Ok, ""), reply.trailers);
+        let mut body = BytesMut::with_capacity(FRAME_HEADER_LEN * 2 + reply.message.len() + 64);
+        body.extend_from_slice(&frame::encode_frame(0, &reply.message)?);
+        body.extend_from_slice(&trailer_frame(&trailers));
+        let body = self.chunk(body.freeze());
+        Ok(self.response(
+            reply.headers,
+            tonic::body::Body::new(http_body_util::Full::new(body)),
+        ))
+    }
+
+    fn message_encoder(&self, _state: &GatewayState, _call: &Call, _head: &()) -> MessageEncoder {
+        proto_encoder()
+    }
+
+    fn encode_stream(
+        &self,
+        _state: &GatewayState,
+        _call: &Call,
+        _head: &(),
+        reply: StreamReply,
+    ) -> Response<tonic::body::Body> {
+        let mode = *self;
+        let chunks = reply.items.map(move |item| {
+            let bytes = match item {
+                Item::Message(message) => frame::encode_frame(0, &message)?,
+                Item::End(status, trailers) => trailer_frame(&status_trailers(&status, trailers)),
+            };
+            Ok::<_, Status>(Frame::data(mode.chunk(bytes)))
+        });
+        self.response(reply.headers, tonic::body::Body::new(StreamBody::new(chunks)))
+    }
+
+    fn encode_error(
+        &self,
+        _state: &GatewayState,
+        _stage: Stage,
+        status: &Status,
+    ) -> Response<tonic::body::Body> {
+        // Always the trailer frame, never trailers-only: every gRPC-Web client reads it there.
+        let body = self.chunk(trailer_frame(&status_trailers(status, HeaderMap::new())));
+        let frames = stream::iter([Ok::<_, Status>(Frame::data(body))]);
+        self.response(
+            status.metadata().clone().into_headers(),
+            tonic::body::Body::new(StreamBody::new(frames)),
+        )
+    }
+}
+
+/// The `0x80` frame: each trailer as `name:value\r\n`, names lower-case.
+fn trailer_frame(trailers: &HeaderMap) -> Bytes {
+    let mut lines = BytesMut::new();
+    for (name, value) in trailers {
+        lines.put_slice(name.as_str().as_bytes());
+        lines.put_u8(b':');
+        lines.put_slice(value.as_bytes());
+        lines.put_slice(b"\r\n");
+    }
+    let mut frame = BytesMut::with_capacity(FRAME_HEADER_LEN + lines.len());
+    frame.put_u8(FLAG_TRAILERS);
+    frame.put_u32(u32::try_from(lines.len()).unwrap_or(u32::MAX));
+    frame.put_slice(&lines);
+    frame.freeze()
+}
+
+/// Decodes a text-mode body: base64, possibly several padded pieces one after another (each
+/// piece a multiple of 4 characters), whitespace ignored.
+///
+/// # Errors
+///
+/// INVALID_ARGUMENT for anything that is not base64.
+fn decode_text(data: &[u8]) -> Result<Bytes, Status> {
+    let bad = |e: base64::DecodeSliceError| {
+        Status::invalid_argument(format!("the grpc-web-text body is not base64: {e}"))
+    };
+    let clean: Vec<u8> = data
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let mut out = vec![0u8; clean.len() / 4 * 3 + 3];
+    let mut written = 0;
+    let mut rest = clean.as_slice();
+    while !rest.is_empty() {
+        // A piece ends after its padding; without padding, the rest is one piece.
+        let end = match rest.iter().position(|&b| b == b'=') {
+            Some(first_pad) => {
+                let pad_end = rest
+                    .get(first_pad..)
+                    .map_or(0, |tail| tail.iter().take_while(|&&b| b == b'=').count());
+                first_pad + pad_end
+            }
+            None => rest.len(),
+        };
+        let (piece, tail) = rest.split_at(end);
+        let target = out.get_mut(written..).unwrap_or_default();
+        written += base64::engine::general_purpose::STANDARD
+            .decode_slice(piece, target)
+            .map_err(bad)?;
+        rest = tail;
+    }
+    out.truncate(written);
+    Ok(Bytes::from(out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
-    use http_body_util::BodyExt;
-    use tonic::{Code, Status};
 
-    /// An inner gRPC service that answers `reply` (a trailers-only error when `Err`).
-    fn inner(
-        reply: Result<&'static [u8], Status>,
-    ) -> impl Service<
-        Request<tonic::body::Body>,
-        Response = Response<tonic::body::Body>,
-        Error = Infallible,
-        Future = impl Future<Output = Result<Response<tonic::body::Body>, Infallible>> + Send,
-    > + Clone
-    + Send
-    + 'static {
-        tower::service_fn(move |_req: Request<tonic::body::Body>| {
-            let reply = reply.clone();
-            async move {
-                Ok::<_, Infallible>(match reply {
-                    Err(status) => status.into_http(),
-                    Ok(message) => {
-                        let mut frame = vec![0, 0, 0, 0, u8::try_from(message.len()).unwrap_or(0)];
-                        frame.extend_from_slice(message);
-                        let mut trailers = HeaderMap::new();
-                        trailers.insert("grpc-status", HeaderValue::from_static("0"));
-                        let frames = stream::iter([
-                            Ok::<_, Infallible>(Frame::data(Bytes::from(frame))),
-                            Ok(Frame::trailers(trailers)),
-                        ]);
-                        let mut r = Response::new(tonic::body::Body::new(StreamBody::new(frames)));
-                        r.headers_mut()
-                            .insert("content-type", HeaderValue::from_static("application/grpc"));
-                        r
-                    }
-                })
-            }
-        })
-    }
-
-    fn request(content_type: &'static str, body: Bytes) -> Request<http_body_util::Full<Bytes>> {
-        let mut request = Request::new(http_body_util::Full::new(body));
-        *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = http::Uri::from_static("/example.v1.EchoService/Echo");
-        request
-            .headers_mut()
-            .insert("content-type", HeaderValue::from_static(content_type));
-        request
-    }
-
-    async fn body_bytes(response: Response<tonic::body::Body>) -> Bytes {
-        response
-            .into_body()
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default()
-    }
-
-    #[tokio::test]
-    async fn binary_response_ends_with_trailer_frame() {
-        let response = serve(
-            inner(Ok(b"hi")),
-            false,
-            request(
-                "application/grpc-web+proto",
-                Bytes::from_static(b"\0\0\0\0\0"),
-            ),
-        )
-        .await;
+    #[test]
+    fn text_bodies_decode_piece_by_piece() {
+        let one = base64::engine::general_purpose::STANDARD.encode(b"\0\0\0\0\x01a");
+        let two = base64::engine::general_purpose::STANDARD.encode(b"xy");
+        let joined = format!("{one}{two}\r\n");
         assert_eq!(
-            response.headers().get("content-type").map(|v| v.as_bytes()),
-            Some(&b"application/grpc-web+proto"[..])
+            decode_text(joined.as_bytes()).ok().as_deref(),
+            Some(&b"\0\0\0\0\x01axy"[..])
         );
-        let body = body_bytes(response).await;
-        assert_eq!(&body[..7], b"\x00\x00\x00\x00\x02hi");
-        assert_eq!(body[7], 0x80, "trailer frame flag");
-        let len = u32::from_be_bytes([body[8], body[9], body[10], body[11]]) as usize;
-        assert_eq!(&body[12..], b"grpc-status:0\r\n");
-        assert_eq!(len, body.len() - 12);
-    }
-
-    #[tokio::test]
-    async fn trailers_only_error_becomes_trailer_frame() {
-        let status = Status::new(Code::FailedPrecondition, "locked");
-        let response = serve(
-            inner(Err(status)),
-            false,
-            request("application/grpc-web", Bytes::from_static(b"\0\0\0\0\0")),
-        )
-        .await;
-        assert!(!response.headers().contains_key("grpc-status"));
-        let body = body_bytes(response).await;
-        assert_eq!(body.first(), Some(&0x80));
-        let text = String::from_utf8_lossy(&body[5..]).to_string();
-        assert!(text.contains("grpc-status:9\r\n"), "{text}");
-        assert!(text.contains("grpc-message:locked\r\n"), "{text}");
-    }
-
-    #[tokio::test]
-    async fn text_mode_is_base64_both_ways() {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(b"\0\0\0\0\0");
-        let response = serve(
-            inner(Ok(b"hi")),
-            true,
-            request(
-                "Application/grpc-web-text; charset=utf-8",
-                Bytes::from(encoded),
-            ),
-        )
-        .await;
         assert_eq!(
-            response.headers().get("content-type").map(|v| v.as_bytes()),
-            Some(&b"application/grpc-web-text+proto"[..])
+            decode_text(b"!!!!").err().map(|s| s.code()),
+            Some(Code::InvalidArgument)
         );
-        let body = body_bytes(response).await;
-        // Each chunk is base64 on its own (padded); 4-character groups decode independently.
-        let decoded: Vec<u8> = body
-            .chunks(4)
-            .filter_map(|group| base64::engine::general_purpose::STANDARD.decode(group).ok())
-            .flatten()
-            .collect();
-        assert_eq!(&decoded[..7], b"\x00\x00\x00\x00\x02hi");
-        assert_eq!(decoded[7], 0x80);
+    }
+
+    #[test]
+    fn trailer_frame_lines() {
+        let trailers = status_trailers(&Status::new(Code::Ok, ""), HeaderMap::new());
+        let frame = trailer_frame(&trailers);
+        assert_eq!(&frame[..], b"\x80\x00\x00\x00\x0fgrpc-status:0\r\n");
+    }
+
+    #[test]
+    fn reply_mode_follows_accept() {
+        let mut headers = HeaderMap::new();
+        assert!(GrpcWeb::new(true, &headers).text_reply);
+        assert!(!GrpcWeb::new(false, &headers).text_reply);
+        headers.insert(header::ACCEPT, HeaderValue::from_static("Application/gRPC-Web-Text"));
+        assert!(GrpcWeb::new(false, &headers).text_reply);
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/grpc-web"));
+        assert!(!GrpcWeb::new(true, &headers).text_reply);
     }
 }

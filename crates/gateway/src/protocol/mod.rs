@@ -1,23 +1,297 @@
-//! The shared contract of the protocol modules: one module per protocol, named from the
-//! client's side (`decode_request`, `encode_response`, `encode_error`), plus the helpers they
-//! all use: bounded body reading, the header → metadata filter, plain responses.
+//! The protocol contract: what a protocol is, from the client's side (as vanguard-go's
+//! `clientProtocolHandler` puts it), and the one pipeline every protocol's calls run through.
 //!
-//! Picking the protocol is `crate::detect`'s job; running the unary gRPC call is
-//! `crate::dispatch`'s.
+//! A protocol module implements [`ClientProtocol`]: decode the request head into a
+//! [`Call`] (method, metadata, deadline), decode the request message(s), encode the answer
+//! (one message, or a stream ending in its status), encode an error. [`serve`] drives it:
+//! head, then the body, then `crate::call` (in-process or upstream), then the answer, with the
+//! call's [`Observer`] told the method and finished with the code — so no protocol module
+//! logs, counts, times out or calls a handler by itself. Picking the protocol is
+//! `crate::detect`'s job, done once per request.
+//!
+//! Adding a protocol means one new module implementing [`ClientProtocol`] and one arm in
+//! `crate::layer`. The helpers below are what the modules share: bounded body reading, the
+//! header → metadata filter, the `grpc-timeout` grammar, plain responses.
 
 pub(crate) mod connect;
-pub(crate) mod connect_stream;
 pub(crate) mod grpc;
 pub(crate) mod grpc_web;
 pub(crate) mod rest;
-pub(crate) mod rest_stream;
+
+use std::future::Future;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
+use futures_util::{StreamExt as _, stream};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
-use tonic::Status;
+use tonic::{Code, Status};
+use tower::Service;
 
 use crate::BoxError;
+use crate::call::{self, Call, Item, MessageStream, Reply, StreamReply};
+use crate::ops::observer::Observer;
+use crate::state::GatewayState;
+
+/// A request the protocol refused before any call: the status for the log and the metrics,
+/// and the answer already rendered in the protocol's own way (a REST 405 with `Allow`, the
+/// OpenAPI document, a Connect 415).
+pub(crate) struct Refused {
+    pub(crate) status: Status,
+    pub(crate) response: Response<tonic::body::Body>,
+}
+
+/// Where in the call an error arose: some protocols answer a refused request differently
+/// from a failed call (REST: an over-limit body is 413, a handler's RESOURCE_EXHAUSTED 429).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Reading or decoding the request.
+    Request,
+    /// The call itself, or rendering its answer.
+    Call,
+}
+
+/// Turns one response message (protobuf) into the bytes of the request's codec.
+pub(crate) type MessageEncoder = Box<dyn FnMut(Bytes) -> Result<Bytes, Status> + Send>;
+
+/// The encoder of a codec that is protobuf already.
+pub(crate) fn proto_encoder() -> MessageEncoder {
+    Box::new(Ok)
+}
+
+/// One protocol, from the client's side.
+pub(crate) trait ClientProtocol: Send + Sync {
+    /// What the protocol keeps from the head for the rest of the call (REST: the matched
+    /// route).
+    type Head: Send + Sync;
+
+    /// Decodes the request head: which method, its metadata, its deadline.
+    ///
+    /// # Errors
+    ///
+    /// An unknown method, a malformed header, anything refused before the body is read.
+    fn decode_head(
+        &self,
+        state: &GatewayState,
+        parts: &Parts,
+    ) -> Result<(Call, HeaderMap, Self::Head), Refused>;
+
+    /// Reads the one request message of a unary or server-streaming call, as protobuf.
+    ///
+    /// # Errors
+    ///
+    /// A body above the limit, malformed, or not the method's input message.
+    fn decode_request<B>(
+        &self,
+        state: &GatewayState,
+        call: &Call,
+        head: &Self::Head,
+        parts: &Parts,
+        body: B,
+    ) -> impl Future<Output = Result<Bytes, Status>> + Send
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>;
+
+    /// The request messages of a client-streaming call, as protobuf, as they arrive.
+    ///
+    /// # Errors
+    ///
+    /// UNIMPLEMENTED where the protocol cannot stream requests.
+    fn decode_stream<B>(
+        &self,
+        state: &GatewayState,
+        call: &Call,
+        head: &Self::Head,
+        body: B,
+    ) -> Result<MessageStream, Status>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>;
+
+    /// Renders a unary answer.
+    ///
+    /// # Errors
+    ///
+    /// INTERNAL when the message cannot be rendered in the request's codec.
+    fn encode_response(
+        &self,
+        state: &GatewayState,
+        call: &Call,
+        head: &Self::Head,
+        reply: Reply,
+    ) -> Result<Response<tonic::body::Body>, Status>;
+
+    /// What turns each streamed response message (protobuf) into the request's codec; it ends
+    /// the stream with its error if a message cannot be rendered.
+    fn message_encoder(&self, state: &GatewayState, call: &Call, head: &Self::Head) -> MessageEncoder;
+
+    /// Frames a streamed answer whose messages are already in the request's codec: each
+    /// message as it comes, then its end.
+    fn encode_stream(
+        &self,
+        state: &GatewayState,
+        call: &Call,
+        head: &Self::Head,
+        reply: StreamReply,
+    ) -> Response<tonic::body::Body>;
+
+    /// Renders an error of `stage`.
+    fn encode_error(
+        &self,
+        state: &GatewayState,
+        stage: Stage,
+        status: &Status,
+    ) -> Response<tonic::body::Body>;
+}
+
+/// Serves one request of `protocol` end to end, recording it in `observer`.
+pub(crate) async fn serve<P, S, B, ReqB>(
+    protocol: &P,
+    state: &GatewayState,
+    inner: S,
+    request: Request<ReqB>,
+    mut observer: Observer,
+) -> Response<tonic::body::Body>
+where
+    P: ClientProtocol,
+    S: Service<Request<tonic::body::Body>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    ReqB: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqB::Error: Into<BoxError>,
+{
+    let (parts, body) = request.into_parts();
+    let (call, metadata, head) = match protocol.decode_head(state, &parts) {
+        Ok(decoded) => decoded,
+        Err(Refused { status, response }) => {
+            observer.finish(status.code(), response.status());
+            return response;
+        }
+    };
+    observer.set_method(&call.path);
+    let fail = |observer: Observer, stage, status: Status| {
+        let response = protocol.encode_error(state, stage, &status);
+        observer.finish(status.code(), response.status());
+        response
+    };
+    let method = &call.method;
+    if method.is_client_streaming() || method.is_server_streaming() {
+        let requests = if method.is_client_streaming() {
+            protocol.decode_stream(state, &call, &head, body)
+        } else {
+            let one = protocol.decode_request(state, &call, &head, &parts, body).await;
+            one.map(|message| Box::pin(stream::once(async { Ok(message) })) as MessageStream)
+        };
+        let requests = match requests {
+            Ok(requests) => requests,
+            Err(status) => return fail(observer, Stage::Request, status),
+        };
+        return match call::streaming(state, inner, &call, metadata, requests).await {
+            Ok(reply) => {
+                // Every streaming protocol answers 200 and puts the status at the end.
+                observer.set_http_status(StatusCode::OK);
+                let encoder = protocol.message_encoder(state, &call, &head);
+                let reply = observed(converted(reply, encoder), observer);
+                protocol.encode_stream(state, &call, &head, reply)
+            }
+            Err(status) => fail(observer, Stage::Call, status),
+        };
+    }
+    let message = match protocol.decode_request(state, &call, &head, &parts, body).await {
+        Ok(message) => message,
+        Err(status) => return fail(observer, Stage::Request, status),
+    };
+    let answer = match call::unary(state, inner, &call, metadata, message).await {
+        Ok(reply) => protocol.encode_response(state, &call, &head, reply),
+        Err(status) => Err(status),
+    };
+    match answer {
+        Ok(response) => {
+            observer.finish(Code::Ok, response.status());
+            response
+        }
+        Err(status) => fail(observer, Stage::Call, status),
+    }
+}
+
+/// The reply with its messages in the request's codec; a message that cannot be rendered ends
+/// the stream with its status (which the observer then records).
+fn converted(reply: StreamReply, encoder: MessageEncoder) -> StreamReply {
+    let items = stream::unfold(Some((reply.items, encoder)), |state| async move {
+        let (mut items, mut encode) = state?;
+        match items.next().await? {
+            Item::Message(message) => match encode(message) {
+                Ok(bytes) => Some((Item::Message(bytes), Some((items, encode)))),
+                Err(status) => Some((Item::End(status, HeaderMap::new()), None)),
+            },
+            end @ Item::End(..) => Some((end, None)),
+        }
+    });
+    StreamReply {
+        headers: reply.headers,
+        items: Box::pin(items),
+    }
+}
+
+/// The reply with `observer` riding along: the last item's code finishes it, and a stream
+/// dropped before its end (the client went away) records CANCELLED.
+fn observed(reply: StreamReply, mut observer: Observer) -> StreamReply {
+    let items = reply.items.map(move |item| {
+        if let Item::End(status, _) = &item {
+            observer.set_code(status.code());
+        }
+        item
+    });
+    StreamReply {
+        headers: reply.headers,
+        items: Box::pin(items),
+    }
+}
+
+/// Parses a `grpc-timeout` value: 1 to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+///
+/// # Errors
+///
+/// INVALID_ARGUMENT for anything else, naming the header.
+pub(crate) fn parse_grpc_timeout(value: &HeaderValue) -> Result<Duration, Status> {
+    let bad = || {
+        Status::invalid_argument(format!(
+            "invalid grpc-timeout {:?}: expected 1 to 8 digits and a unit (H, M, S, m, u, n)",
+            String::from_utf8_lossy(value.as_bytes())
+        ))
+    };
+    let text = value.to_str().map_err(|_| bad())?;
+    let split = text.len().checked_sub(1).ok_or_else(bad)?;
+    let (digits, unit) = (text.get(..split).ok_or_else(bad)?, text.get(split..));
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    Ok(match unit {
+        Some("H") => Duration::from_secs(n * 3600),
+        Some("M") => Duration::from_secs(n * 60),
+        Some("S") => Duration::from_secs(n),
+        Some("m") => Duration::from_millis(n),
+        Some("u") => Duration::from_micros(n),
+        Some("n") => Duration::from_nanos(n),
+        _ => return Err(bad()),
+    })
+}
+
+/// The `grpc-timeout` header of a request, if any.
+///
+/// # Errors
+///
+/// INVALID_ARGUMENT for a malformed value.
+pub(crate) fn grpc_timeout_header(headers: &HeaderMap) -> Result<Option<Duration>, Status> {
+    headers
+        .get("grpc-timeout")
+        .map(parse_grpc_timeout)
+        .transpose()
+}
 
 /// Reads a whole request body, refusing more than `limit` bytes.
 ///

@@ -4,22 +4,21 @@
 //! Server-Sent Events (`data: <message>` per event, `event: error` with the error body at the
 //! end on failure).
 //!
-//! Decoding the request is `rest`'s; running the call is `crate::stream`'s.
+//! Decoding the request and rendering each message as JSON are `rest`'s; running the call is
+//! `crate::call`'s.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
 use http::{HeaderMap, HeaderValue, Response, header};
 use http_body::Frame;
 use http_body_util::StreamBody;
-use prost_reflect::{DescriptorPool, DynamicMessage};
-use switchyard_transcode::{JsonOptions, Route, rest_error_body};
-use tonic::Status;
+use prost_reflect::DescriptorPool;
+use switchyard_transcode::rest_error_body;
 
+use crate::call::{Item, StreamReply};
 use crate::protocol::rest::metadata_headers;
-use crate::stream::{Item, StreamReply};
 
 /// How the stream is framed for the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,51 +82,22 @@ impl Framing {
     }
 }
 
-/// Renders the stream: 200 with response metadata as `Grpc-Metadata-*` headers, then one
-/// chunk per message, flushed as it comes.
+/// Renders the stream: 200, then one chunk per message (already JSON), flushed as it comes,
+/// and on failure the error as the last chunk.
 pub(crate) fn encode_stream(
-    route: Arc<Route>,
-    json: JsonOptions,
     framing: Framing,
     reply: StreamReply,
     pool: DescriptorPool,
 ) -> Response<tonic::body::Body> {
-    let output = route.method().output();
-    let mut done = false;
     let chunks = reply
         .items
-        .map(move |item| {
-            if done {
-                return None;
-            }
-            let chunk = match item {
-                Item::Message(data) => {
-                    let rendered = DynamicMessage::decode(output.clone(), data)
-                        .map_err(|e| Status::internal(format!("bad response message: {e}")))
-                        .and_then(|m| {
-                            switchyard_transcode::encode_response(&route, &m, &json)
-                                .map_err(Status::from)
-                        });
-                    match rendered {
-                        Ok(bytes) => framing.message(&bytes),
-                        Err(status) => {
-                            done = true;
-                            framing.error(&rest_error_body(&status, &pool))
-                        }
-                    }
-                }
-                Item::End(status, _trailers) => {
-                    done = true;
-                    if status.code() == tonic::Code::Ok {
-                        return Some(None);
-                    }
-                    framing.error(&rest_error_body(&status, &pool))
-                }
-            };
-            Some(Some(chunk))
+        .filter_map(move |item| {
+            std::future::ready(match item {
+                Item::Message(json) => Some(framing.message(&json)),
+                Item::End(status, _trailers) if status.code() == tonic::Code::Ok => None,
+                Item::End(status, _trailers) => Some(framing.error(&rest_error_body(&status, &pool))),
+            })
         })
-        .take_while(|c| std::future::ready(c.is_some()))
-        .filter_map(|c| std::future::ready(c.flatten()))
         .map(|b| Ok::<_, Infallible>(Frame::data(b)));
     let mut response = Response::new(tonic::body::Body::new(StreamBody::new(chunks)));
     let headers = response.headers_mut();
@@ -138,7 +108,7 @@ pub(crate) fn encode_stream(
     // Proxies must not buffer the stream.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    metadata_headers(headers, reply.headers, "grpc-metadata-");
+    metadata_headers(response.headers_mut(), reply.headers, "grpc-metadata-");
     response
 }
 

@@ -1,38 +1,192 @@
-//! The REST protocol: JSON over HTTP, transcoded from `google.api.http`
-//! annotations into one unary gRPC call. Pure glue, no I/O.
-//!
-//! The gateway calls, in order:
-//!
-//! ```text
-//! decode_request(table: &RouteTable, opts: &JsonOptions, parts: &Parts, body: Bytes)
-//!     -> Result<RestCall, Status>                      // route + request message
-//! encode_response(call: &RestCall, opts: &JsonOptions, message: Bytes)
-//!     -> Result<Response<tonic::body::Body>, Status>   // 200 application/json
-//! encode_error(status: &Status, pool: &DescriptorPool)
-//!     -> Response<tonic::body::Body>                   // HTTP status per the table, JSON body
-//! ```
+//! The REST protocol: JSON over HTTP, transcoded from `google.api.http` annotations into one
+//! gRPC call — the route lookup (404, 400 for a malformed path, 405 with `Allow`), the body
+//! limit (413), `Grpc-Timeout`, grpc-gateway's header conventions, and `GET /openapi.json`.
+//! Server-streaming methods answer NDJSON or Server-Sent Events ([`stream`]).
 //!
 //! Routing, binding, JSON and the code → HTTP status table all live in
-//! `switchyard-transcode`; this module only adapts them to `http` types.
-//! Reading the body, forwarding metadata and dispatching the call are the
-//! server's (`crate::protocol`, `crate::dispatch`).
+//! `switchyard-transcode`; this module adapts them to `http` types and to the protocol
+//! contract of `crate::protocol`.
+
+pub(crate) mod stream;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 #[cfg(test)]
 use switchyard_transcode::RouteTable;
 use switchyard_transcode::status::http_status;
-use switchyard_transcode::{JsonOptions, Route, RouteError, rest_error_body};
-use tonic::Status;
+use switchyard_transcode::{JsonOptions, Route, RouteError, RouteMatch, rest_error_body};
+use tonic::{Code, Status};
 
-use crate::protocol::full_response;
+use crate::BoxError;
+use crate::call::{Call, MessageStream, Reply, StreamReply};
+use crate::protocol::{
+    ClientProtocol, MessageEncoder, Refused, Stage, forwarded_metadata, full_response,
+    grpc_timeout_header, read_body,
+};
+use crate::state::GatewayState;
+use stream::Framing;
 
-/// A REST request decoded into its gRPC call.
+/// REST.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rest;
+
+/// What REST keeps from the head: the matched route and, for streams, the framing asked for.
+pub(crate) struct RestHead {
+    found: RouteMatch,
+    framing: Framing,
+}
+
+impl ClientProtocol for Rest {
+    type Head = RestHead;
+
+    fn decode_head(
+        &self,
+        state: &GatewayState,
+        parts: &Parts,
+    ) -> Result<(Call, HeaderMap, RestHead), Refused> {
+        let path = parts.uri.path();
+        if let Some(doc) = &state.openapi
+            && parts.method == http::Method::GET
+            && path == "/openapi.json"
+        {
+            return Err(Refused {
+                status: Status::ok(""),
+                response: full_response(StatusCode::OK, "application/json", doc.clone()),
+            });
+        }
+        // The one route lookup of the request, before the body: a 404 or 405 need not wait.
+        let found = state.routes.find(&parts.method, path).map_err(|err| Refused {
+            status: route_status(&err, &parts.method, path),
+            response: route_error(&err, &parts.method, path, &state.pool),
+        })?;
+        let refuse = |status: Status| Refused {
+            response: self.encode_error(state, Stage::Request, &status),
+            status,
+        };
+        let route = found.route();
+        let method = route.method();
+        if method.is_client_streaming() {
+            return Err(refuse(Status::unimplemented(format!(
+                "{} is a client-streaming method; REST cannot call it (use gRPC, gRPC-Web or Connect streaming)",
+                method.full_name()
+            ))));
+        }
+        let entry = state.methods.get(route.grpc_path()).ok_or_else(|| {
+            refuse(Status::internal(format!("route to an unknown method {}", route.grpc_path())))
+        })?;
+        // `Grpc-Timeout` (grpc-gateway's REST header) or the service's default.
+        let asked = grpc_timeout_header(&parts.headers).map_err(refuse)?;
+        let call = Call {
+            method: method.clone(),
+            path: entry.path.clone(),
+            timeout: state.timeout_for(method.parent_service().full_name(), asked),
+        };
+        let metadata = forwarded_metadata(&parts.headers, state.opts.forward_headers.as_deref());
+        let head = RestHead {
+            found,
+            framing: Framing::from_accept(&parts.headers),
+        };
+        Ok((call, metadata, head))
+    }
+
+    async fn decode_request<B>(
+        &self,
+        state: &GatewayState,
+        call: &Call,
+        head: &RestHead,
+        parts: &Parts,
+        body: B,
+    ) -> Result<Bytes, Status>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let body = read_body(body, state.opts.max_message_bytes).await?;
+        let json = crate::protocol::connect::json_for(state, call);
+        decode_matched(&head.found, json, parts, body)
+    }
+
+    fn decode_stream<B>(
+        &self,
+        _state: &GatewayState,
+        call: &Call,
+        _head: &RestHead,
+        _body: B,
+    ) -> Result<MessageStream, Status>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        // `decode_head` refuses client streaming already.
+        Err(Status::unimplemented(format!(
+            "{} is a client-streaming method; REST cannot call it",
+            call.method.full_name()
+        )))
+    }
+
+    fn encode_response(
+        &self,
+        state: &GatewayState,
+        call: &Call,
+        head: &RestHead,
+        reply: Reply,
+    ) -> Result<Response<tonic::body::Body>, Status> {
+        let json = crate::protocol::connect::json_for(state, call);
+        let mut response = encode_response(head.found.route(), json, reply.message)?;
+        metadata_headers(response.headers_mut(), reply.headers, "grpc-metadata-");
+        metadata_headers(response.headers_mut(), reply.trailers, "grpc-trailer-");
+        Ok(response)
+    }
+
+    fn message_encoder(&self, state: &GatewayState, call: &Call, head: &RestHead) -> MessageEncoder {
+        let route = Arc::clone(head.found.route());
+        let json = crate::protocol::connect::json_for(state, call).clone();
+        Box::new(move |message| {
+            let decoded = DynamicMessage::decode(route.method().output(), message)
+                .map_err(|e| Status::internal(format!("bad response message: {e}")))?;
+            switchyard_transcode::encode_response(&route, &decoded, &json)
+                .map(Bytes::from)
+                .map_err(Status::from)
+        })
+    }
+
+    fn encode_stream(
+        &self,
+        state: &GatewayState,
+        _call: &Call,
+        head: &RestHead,
+        reply: StreamReply,
+    ) -> Response<tonic::body::Body> {
+        stream::encode_stream(head.framing, reply, state.pool.clone())
+    }
+
+    fn encode_error(
+        &self,
+        state: &GatewayState,
+        stage: Stage,
+        status: &Status,
+    ) -> Response<tonic::body::Body> {
+        let mut response = encode_error(status, &state.pool);
+        if stage == Stage::Request && status.code() == Code::ResourceExhausted {
+            // Our own body limit: the request is too large, not a quota the handler ran out of.
+            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+        }
+        metadata_headers(
+            response.headers_mut(),
+            status.metadata().clone().into_headers(),
+            "grpc-metadata-",
+        );
+        response
+    }
+}
+
+/// A REST request decoded into its gRPC call (what the unit tests look at).
+#[cfg(test)]
 #[derive(Debug)]
 pub(crate) struct RestCall {
     /// `/pkg.Service/Method`.
@@ -43,6 +197,7 @@ pub(crate) struct RestCall {
     route: Arc<Route>,
 }
 
+#[cfg(test)]
 impl RestCall {
     /// The matched route.
     pub(crate) fn route(&self) -> &Arc<Route> {
@@ -71,7 +226,12 @@ pub(crate) fn decode_request(
     let found = table
         .find(&parts.method, parts.uri.path())
         .map_err(|err| route_status(&err, &parts.method, parts.uri.path()))?;
-    decode_matched(&found, opts, parts, body)
+    let route = Arc::clone(found.route());
+    Ok(RestCall {
+        grpc_path: route.grpc_path().to_owned(),
+        message: decode_matched(&found, opts, parts, body)?,
+        route,
+    })
 }
 
 /// The status of a failed route lookup: NOT_FOUND, INVALID_ARGUMENT for a malformed path, or
@@ -122,11 +282,11 @@ pub(crate) fn route_error(
 ///
 /// INVALID_ARGUMENT as [`decode_request`].
 pub(crate) fn decode_matched(
-    found: &switchyard_transcode::RouteMatch,
+    found: &RouteMatch,
     opts: &JsonOptions,
     parts: &Parts,
     body: Bytes,
-) -> Result<RestCall, Status> {
+) -> Result<Bytes, Status> {
     let content_type = parts
         .headers
         .get(http::header::CONTENT_TYPE)
@@ -138,12 +298,7 @@ pub(crate) fn decode_matched(
         &body,
         opts,
     )?;
-    let route = Arc::clone(found.route());
-    Ok(RestCall {
-        grpc_path: route.grpc_path().to_owned(),
-        message: Bytes::from(message.encode_to_vec()),
-        route,
-    })
+    Ok(Bytes::from(message.encode_to_vec()))
 }
 
 /// Renders the gRPC response message as JSON (the whole message, or the
@@ -154,15 +309,15 @@ pub(crate) fn decode_matched(
 /// INTERNAL when the bytes do not decode as the method's output type or a
 /// value cannot be rendered as JSON.
 pub(crate) fn encode_response(
-    call: &RestCall,
+    route: &Route,
     opts: &JsonOptions,
     message: Bytes,
 ) -> Result<Response<tonic::body::Body>, Status> {
-    let output = call.route.method().output();
+    let output = route.method().output();
     let decoded = DynamicMessage::decode(output, message)
         .map_err(|e| Status::internal(format!("cannot decode the response message: {e}")))?;
     let (content_type, body) =
-        switchyard_transcode::encode_http_response(&call.route, &decoded, opts)?;
+        switchyard_transcode::encode_http_response(route, &decoded, opts)?;
     let mut response = full_response(StatusCode::OK, "application/json", body);
     if let Ok(value) = http::HeaderValue::from_str(&content_type) {
         response
@@ -363,7 +518,7 @@ mod tests {
         let mut reply = DynamicMessage::new(desc);
         reply.set_field_by_name("message", Value::String("hi".into()));
         reply.set_field_by_name("big_number", Value::I64(1 << 60));
-        let response = encode_response(&call, &opts, Bytes::from(reply.encode_to_vec()));
+        let response = encode_response(call.route(), &opts, Bytes::from(reply.encode_to_vec()));
         let response = match response {
             Ok(r) => r,
             Err(e) => panic!("{e}"),
@@ -382,7 +537,7 @@ mod tests {
             r#"{"message":"hi","bigNumber":"1152921504606846976"}"#
         );
 
-        let bad = encode_response(&call, &opts, Bytes::from_static(b"\xff"));
+        let bad = encode_response(call.route(), &opts, Bytes::from_static(b"\xff"));
         assert_eq!(bad.err().map(|s| s.code()), Some(Code::Internal));
     }
 

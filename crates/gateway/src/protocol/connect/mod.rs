@@ -1,0 +1,355 @@
+//! The Connect protocol (<https://connectrpc.com/docs/protocol>), unary: `POST
+//! /pkg.Service/Method` with an `application/json` or `application/proto` body; the answer is
+//! the message with HTTP 200, or the Connect error JSON with the HTTP status of its code.
+//! Streaming (`application/connect+json|proto`) is [`stream`]'s; the error JSON is
+//! [`error`]'s, shared by both.
+
+pub(crate) mod error;
+pub(crate) mod stream;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
+use prost::Message as _;
+use prost_reflect::{DynamicMessage, MessageDescriptor};
+use switchyard_transcode::JsonOptions;
+use switchyard_transcode::json::{encode_message, parse_message};
+use tonic::Status;
+
+use super::{ClientProtocol, MessageEncoder, Refused, Stage, proto_encoder, forwarded_metadata, full_response, read_body, visible_metadata};
+use crate::BoxError;
+use crate::call::{Call, MessageStream, Reply, StreamReply};
+use crate::detect::Codec;
+use crate::state::GatewayState;
+
+/// The header a Connect client may send to name the protocol version; only `1` exists.
+const PROTOCOL_VERSION: &str = "connect-protocol-version";
+/// The client's deadline in milliseconds.
+const TIMEOUT_MS: &str = "connect-timeout-ms";
+
+/// Connect unary in one codec.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectUnary {
+    pub(crate) codec: Codec,
+}
+
+impl ClientProtocol for ConnectUnary {
+    type Head = ();
+
+    fn decode_head(
+        &self,
+        state: &GatewayState,
+        parts: &Parts,
+    ) -> Result<(Call, HeaderMap, ()), Refused> {
+        let refuse = |status: Status| Refused {
+            response: error::encode_error(&status, &state.pool),
+            status,
+        };
+        let entry = state
+            .methods
+            .get(parts.uri.path())
+            .ok_or_else(|| Status::unimplemented(format!("unknown method {}", parts.uri.path())))
+            .map_err(refuse)?;
+        let method = &entry.descriptor;
+        if method.is_client_streaming() || method.is_server_streaming() {
+            return Err(refuse(Status::unimplemented(format!(
+                "{} is a streaming method; call it with application/connect+json or +proto",
+                method.full_name()
+            ))));
+        }
+        check_version(&parts.headers).map_err(refuse)?;
+        if let Some(encoding) = parts.headers.get(header::CONTENT_ENCODING)
+            && !encoding.as_bytes().eq_ignore_ascii_case(b"identity")
+        {
+            // Connect: an unsupported compression is `unimplemented`.
+            return Err(refuse(Status::unimplemented(format!(
+                "unsupported content-encoding {:?}; only identity is accepted",
+                String::from_utf8_lossy(encoding.as_bytes())
+            ))));
+        }
+        let asked = parse_timeout(&parts.headers).map_err(refuse)?;
+        let service = method.parent_service();
+        let call = Call {
+            method: method.clone(),
+            path: entry.path.clone(),
+            timeout: state.timeout_for(service.full_name(), asked),
+        };
+        let metadata = forwarded_metadata(&parts.headers, state.opts.forward_headers.as_deref());
+        Ok((call, metadata, ()))
+    }
+
+    async fn decode_request<B>(
+        &self,
+        state: &GatewayState,
+        call: &Call,
+        _head: &(),
+        _parts: &Parts,
+        body: B,
+    ) -> Result<Bytes, Status>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let body = read_body(body, state.opts.max_message_bytes).await?;
+        let in_process = state.handlers.as_ref().is_some_and(|h| h.contains(&call.path));
+        to_proto(&call.method.input(), self.codec, body, json_for(state, call), !in_process)
+    }
+
+    fn decode_stream<B>(
+        &self,
+        _state: &GatewayState,
+        call: &Call,
+        _head: &(),
+        _body: B,
+    ) -> Result<MessageStream, Status>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Err(not_unary(call))
+    }
+
+    fn encode_response(
+        &self,
+        state: &GatewayState,
+        call: &Call,
+        _head: &(),
+        reply: Reply,
+    ) -> Result<Response<tonic::body::Body>, Status> {
+        let body = from_proto(&call.method.output(), self.codec, reply.message, json_for(state, call))?;
+        let mut response = full_response(StatusCode::OK, self.codec.content_type(), body);
+        let headers = response.headers_mut();
+        for (name, value) in visible_metadata(reply.headers) {
+            headers.append(name, value);
+        }
+        for (name, value) in visible_metadata(reply.trailers) {
+            if let Ok(prefixed) = HeaderName::try_from(format!("trailer-{name}")) {
+                headers.append(prefixed, value);
+            }
+        }
+        Ok(response)
+    }
+
+    fn message_encoder(&self, _state: &GatewayState, _call: &Call, _head: &()) -> MessageEncoder {
+        proto_encoder()
+    }
+
+    fn encode_stream(
+        &self,
+        state: &GatewayState,
+        call: &Call,
+        _head: &(),
+        _reply: StreamReply,
+    ) -> Response<tonic::body::Body> {
+        error::encode_error(&not_unary(call), &state.pool)
+    }
+
+    fn encode_error(
+        &self,
+        state: &GatewayState,
+        _stage: Stage,
+        status: &Status,
+    ) -> Response<tonic::body::Body> {
+        error::encode_error(status, &state.pool)
+    }
+}
+
+/// `decode_head` refuses streaming methods, so this is never reached; it says why if it were.
+fn not_unary(call: &Call) -> Status {
+    Status::unimplemented(format!(
+        "{} streams; Connect unary cannot carry it",
+        call.method.full_name()
+    ))
+}
+
+/// The JSON mapping of the call's service.
+pub(crate) fn json_for<'a>(state: &'a GatewayState, call: &Call) -> &'a JsonOptions {
+    state.json_for(call.method.parent_service().full_name())
+}
+
+/// `connect-protocol-version`, when sent, must be `1`.
+fn check_version(headers: &HeaderMap) -> Result<(), Status> {
+    match headers.get(PROTOCOL_VERSION) {
+        Some(version) if version.as_bytes() != b"1" => Err(Status::invalid_argument(format!(
+            "unsupported {PROTOCOL_VERSION} {:?}; expected \"1\"",
+            String::from_utf8_lossy(version.as_bytes())
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `connect-timeout-ms`: a positive integer of at most 10 digits.
+///
+/// # Errors
+///
+/// INVALID_ARGUMENT for anything else.
+pub(crate) fn parse_timeout(headers: &HeaderMap) -> Result<Option<Duration>, Status> {
+    let Some(value) = headers.get(TIMEOUT_MS) else {
+        return Ok(None);
+    };
+    let bad = || Status::invalid_argument(format!("invalid {TIMEOUT_MS}: expected 1 to 10 digits"));
+    let digits = value.to_str().map_err(|_| bad())?;
+    if digits.is_empty() || digits.len() > 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let millis: u64 = digits.parse().map_err(|_| bad())?;
+    Ok(Some(Duration::from_millis(millis)))
+}
+
+/// A request message in `codec` as protobuf. Binary messages pass through as they are, unless
+/// `check` asks to verify they decode as `input` (an upstream would call a bad one INTERNAL;
+/// it is the caller's INVALID_ARGUMENT).
+///
+/// # Errors
+///
+/// INVALID_ARGUMENT for a message that is not an `input`.
+pub(crate) fn to_proto(
+    input: &MessageDescriptor,
+    codec: Codec,
+    data: Bytes,
+    json: &JsonOptions,
+    check: bool,
+) -> Result<Bytes, Status> {
+    match codec {
+        Codec::Proto => {
+            if check {
+                DynamicMessage::decode(input.clone(), data.clone()).map_err(|e| {
+                    Status::invalid_argument(format!(
+                        "the body is not a valid {} message: {e}",
+                        input.full_name()
+                    ))
+                })?;
+            }
+            Ok(data)
+        }
+        Codec::Json => Ok(Bytes::from(
+            parse_message(input.clone(), &data, json)?.encode_to_vec(),
+        )),
+    }
+}
+
+/// A response message (protobuf) in `codec`.
+///
+/// # Errors
+///
+/// INTERNAL when the bytes are not an `output` or cannot be rendered.
+pub(crate) fn from_proto(
+    output: &MessageDescriptor,
+    codec: Codec,
+    data: Bytes,
+    json: &JsonOptions,
+) -> Result<Bytes, Status> {
+    match codec {
+        Codec::Proto => Ok(data),
+        Codec::Json => {
+            let message = DynamicMessage::decode(output.clone(), data).map_err(|e| {
+                Status::internal(format!("response is not a {}: {e}", output.full_name()))
+            })?;
+            Ok(Bytes::from(encode_message(&message, json)?))
+        }
+    }
+}
+
+/// The answer to a known Connect path posted with a content type Connect does not define.
+pub(crate) fn unsupported_media() -> Response<tonic::body::Body> {
+    let mut response = full_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, "text/plain", "");
+    response.headers_mut().insert(
+        HeaderName::from_static("accept-post"),
+        HeaderValue::from_static("application/json, application/proto"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Request;
+    use tonic::Code;
+
+    #[test]
+    fn timeout_header() {
+        let cases = [
+            (Some("1500"), Ok(Some(Duration::from_millis(1500)))),
+            (None, Ok(None)),
+            (Some("0"), Ok(Some(Duration::ZERO))),
+            (Some("12345678901"), Err(Code::InvalidArgument)),
+            (Some("-1"), Err(Code::InvalidArgument)),
+            (Some(""), Err(Code::InvalidArgument)),
+            (Some("1s"), Err(Code::InvalidArgument)),
+        ];
+        for (input, want) in cases {
+            let mut headers = http::HeaderMap::new();
+            if let Some(v) = input {
+                headers.insert(TIMEOUT_MS, HeaderValue::from_static(v));
+            }
+            let got = parse_timeout(&headers).map_err(|s| s.code());
+            assert_eq!(got, want, "{input:?}");
+        }
+    }
+
+    fn parts_for(path: &'static str, headers: &[(&'static str, &'static str)]) -> Parts {
+        let mut builder = Request::builder().method("POST").uri(path);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        builder
+            .body(())
+            .map(|r| r.into_parts().0)
+            .unwrap_or_else(|_| Request::new(()).into_parts().0)
+    }
+
+    /// The head and then the body through [`ConnectUnary`], as the pipeline drives them.
+    async fn decode(path: &'static str, headers: &[(&'static str, &'static str)], body: &'static [u8])
+        -> Result<(Call, HeaderMap, Bytes), Code> {
+        let state = crate::testutil::state();
+        let connect = ConnectUnary { codec: Codec::Json };
+        let parts = parts_for(path, headers);
+        let (call, metadata, ()) = connect.decode_head(&state, &parts).map_err(|r| r.status.code())?;
+        let body = http_body_util::Full::new(Bytes::from_static(body));
+        let message = connect
+            .decode_request(&state, &call, &(), &parts, body)
+            .await
+            .map_err(|s| s.code())?;
+        Ok((call, metadata, message))
+    }
+
+    #[tokio::test]
+    async fn decode_rejections() {
+        let echo = "/example.v1.EchoService/Echo";
+        let body: &'static [u8] = b"{\"message\":\"hi\",\"unknown_field\":1}";
+        let cases: [(&'static str, &[(&'static str, &'static str)], &'static [u8], Result<(), Code>); 6] = [
+            (echo, &[], body, Ok(())),
+            (echo, &[(PROTOCOL_VERSION, "1")], body, Ok(())),
+            (echo, &[(PROTOCOL_VERSION, "2")], body, Err(Code::InvalidArgument)),
+            (echo, &[("content-encoding", "gzip")], body, Err(Code::Unimplemented)),
+            (echo, &[], b"{\"message\":1", Err(Code::InvalidArgument)),
+            ("/example.v1.EchoService/Stream", &[], body, Err(Code::Unimplemented)),
+        ];
+        for (i, (path, headers, body, want)) in cases.into_iter().enumerate() {
+            let got = decode(path, headers, body).await.map(|_| ());
+            assert_eq!(got, want, "case {i}");
+        }
+    }
+
+    #[tokio::test]
+    async fn decode_json_accepts_both_names_and_forwards_metadata() {
+        let body = b"{\"message\":\"hi\",\"big_number\":\"7\",\"tags\":[\"a\"]}";
+        let headers = [("authorization", "Bearer x"), ("connect-timeout-ms", "100")];
+        let decoded = decode("/example.v1.EchoService/Echo", &headers, body).await;
+        let Ok((call, metadata, message)) = decoded else {
+            panic!("decode failed: {decoded:?}");
+        };
+        assert_eq!(&*call.path, "/example.v1.EchoService/Echo");
+        assert_eq!(call.timeout, Some(Duration::from_millis(100)));
+        assert!(metadata.contains_key("authorization"));
+        assert!(!metadata.contains_key("connect-timeout-ms"));
+        let msg = DynamicMessage::decode(call.method.input(), message).ok();
+        let big = msg
+            .as_ref()
+            .and_then(|m| m.get_field_by_name("big_number"))
+            .and_then(|v| v.as_i64());
+        assert_eq!(big, Some(7));
+    }
+}

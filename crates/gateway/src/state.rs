@@ -1,0 +1,92 @@
+//! [`GatewayState`]: what every layer of a request reads, built once by
+//! [`Gateway`](crate::Gateway) and shared behind an `Arc` — the descriptors, the method index,
+//! the REST routes, the options, the in-process handlers and the metrics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost_reflect::{DescriptorPool, MethodDescriptor};
+use switchyard_transcode::{JsonOptions, RouteTable};
+
+use crate::call::Handlers;
+use crate::gateway::{GatewayOptions, ServiceOptions};
+use crate::metrics::Metrics;
+
+/// Everything the per-request code reads.
+#[derive(Debug)]
+pub(crate) struct GatewayState {
+    pub(crate) pool: DescriptorPool,
+    pub(crate) methods: MethodIndex,
+    pub(crate) routes: RouteTable,
+    pub(crate) opts: GatewayOptions,
+    /// The OpenAPI document, rendered once when [`GatewayOptions::openapi`] is set.
+    pub(crate) openapi: Option<bytes::Bytes>,
+    /// Unary methods called in-process (serve); the others go to the inner service.
+    pub(crate) handlers: Option<Handlers>,
+    /// Where calls are counted; `None` counts nothing (the access line is still written).
+    pub(crate) metrics: Option<Arc<Metrics>>,
+    pub(crate) services: HashMap<String, ServiceOptions>,
+}
+
+impl GatewayState {
+    /// The JSON mapping for methods of `service`.
+    pub(crate) fn json_for(&self, service: &str) -> &JsonOptions {
+        self.services
+            .get(service)
+            .and_then(|s| s.json.as_ref())
+            .unwrap_or(&self.opts.json)
+    }
+
+    /// The deadline of a call to `service`: the client's, else the service's, else the
+    /// server's default.
+    pub(crate) fn timeout_for(&self, service: &str, asked: Option<Duration>) -> Option<Duration> {
+        asked.or_else(|| {
+            self.services
+                .get(service)
+                .and_then(|s| s.timeout)
+                .or(self.opts.default_timeout)
+        })
+    }
+}
+
+/// A method as the index knows it: its descriptor and its gRPC path.
+#[derive(Debug, Clone)]
+pub(crate) struct MethodEntry {
+    pub(crate) descriptor: MethodDescriptor,
+    /// `/pkg.Service/Method`, shared by every call to it.
+    pub(crate) path: Arc<str>,
+}
+
+/// Every method in the pool by its gRPC path, `/pkg.Service/Method`.
+#[derive(Debug, Default)]
+pub(crate) struct MethodIndex {
+    by_path: HashMap<Arc<str>, MethodEntry>,
+}
+
+impl MethodIndex {
+    pub(crate) fn new(pool: &DescriptorPool) -> Self {
+        let by_path = pool
+            .services()
+            .flat_map(|service| service.methods().collect::<Vec<_>>())
+            .map(|method| {
+                let path: Arc<str> =
+                    format!("/{}/{}", method.parent_service().full_name(), method.name()).into();
+                let entry = MethodEntry {
+                    descriptor: method,
+                    path: Arc::clone(&path),
+                };
+                (path, entry)
+            })
+            .collect();
+        Self { by_path }
+    }
+
+    pub(crate) fn get(&self, path: &str) -> Option<&MethodEntry> {
+        self.by_path.get(path)
+    }
+
+    pub(crate) fn contains(&self, path: &str) -> bool {
+        self.by_path.contains_key(path)
+    }
+}
