@@ -134,11 +134,19 @@ where
         &state.methods,
     );
     let cors = state.opts.cors.as_ref();
+    let observer = Observer::start(state.metrics.as_ref(), protocol, &request);
     if let (Protocol::Preflight, Some(cors)) = (protocol, cors) {
-        return cors::preflight(cors, request.headers());
+        let response = cors::preflight(cors, request.headers());
+        // No call: a refused preflight (403) is logged as what it is, an allowed one as OK.
+        let code = if response.status().is_success() {
+            Code::Ok
+        } else {
+            switchyard_transcode::status::code_from_http_status(response.status())
+        };
+        observer.finish(code, response.status());
+        return response;
     }
     let origin = request.headers().get(header::ORIGIN).cloned();
-    let observer = Observer::start(state.metrics.as_ref(), protocol, &request);
     let mut response = match protocol {
         Protocol::Grpc if !state.methods.contains(request.uri().path()) => {
             // A method the descriptors do not name: the inner service answers it as it is.
