@@ -265,3 +265,148 @@ async fn idle_timeout_spares_live_streams_and_shutdown_ends_them_with_trailers()
     let exit = server.wait_exit(DEADLINE).expect("exited");
     assert!(exit.success(), "{exit:?}");
 }
+
+/// The admin's user id, from the start-up line that announced its token file.
+fn admin_id(server: &Server) -> String {
+    server
+        .log()
+        .iter()
+        .find_map(|line| {
+            let value: Value = serde_json::from_str(line).ok()?;
+            value["fields"]["admin_user_id"].as_str().map(str::to_owned)
+        })
+        .expect("the bootstrap line names the admin")
+}
+
+/// Sends `method path` with `token` and a JSON body; answers (status, body).
+async fn call(
+    client: &reqwest::Client,
+    server: &Server,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let response = client
+        .request(method, format!("{}{path}", server.url()))
+        .header("authorization", format!("Bearer {token}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_last_owner_cannot_lock_the_instance_out() {
+    use reqwest::Method;
+    let server = Server::start();
+    let client = reqwest::Client::new();
+    let admin = admin_id(&server);
+    let token = server.token.clone();
+    let refused = [
+        (
+            Method::POST,
+            format!("/management/v1/users/{admin}/_deactivate"),
+        ),
+        (Method::POST, format!("/management/v1/users/{admin}/_lock")),
+        (Method::DELETE, format!("/management/v1/users/{admin}")),
+        (Method::POST, format!("/v2/users/{admin}/deactivate")),
+        (Method::POST, format!("/v2/users/{admin}/lock")),
+        (Method::DELETE, format!("/v2/users/{admin}")),
+    ];
+    for (method, path) in &refused {
+        let (status, body) = call(
+            &client,
+            &server,
+            &token,
+            method.clone(),
+            path,
+            serde_json::json!({}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path}: {body}");
+        assert_eq!(
+            body["code"], 9,
+            "FAILED_PRECONDITION for {method} {path}: {body}"
+        );
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("COMMAND-sy0wnr"),
+            "{body}"
+        );
+    }
+    // Its only token cannot be revoked either…
+    let pats = format!("/management/v1/users/{admin}/pats");
+    let (_, list) = call(
+        &client,
+        &server,
+        &token,
+        Method::POST,
+        &format!("{pats}/_search"),
+        serde_json::json!({}),
+    )
+    .await;
+    let first = list["result"][0]["id"]
+        .as_str()
+        .expect("the bootstrap token")
+        .to_owned();
+    let (status, body) = call(
+        &client,
+        &server,
+        &token,
+        Method::DELETE,
+        &format!("{pats}/{first}"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], 9, "{body}");
+    // …but with a second one, the first may go, and then the second is the last.
+    let (status, added) = call(
+        &client,
+        &server,
+        &token,
+        Method::POST,
+        &pats,
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{added}");
+    let second_id = added["tokenId"].as_str().expect("tokenId").to_owned();
+    let second = added["token"].as_str().expect("token").to_owned();
+    let (status, body) = call(
+        &client,
+        &server,
+        &second,
+        Method::DELETE,
+        &format!("{pats}/{first}"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call(
+        &client,
+        &server,
+        &second,
+        Method::DELETE,
+        &format!("{pats}/{second_id}"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(body["code"], 9, "{status} {body}");
+    // The admin still works after all of it.
+    let (status, body) = call(
+        &client,
+        &server,
+        &second,
+        Method::POST,
+        "/v2/users",
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use super::last_owner::Loss;
 use super::{Attempt, Core, Details, OrgContext, next_user_event, store_error, with_retry};
 use crate::auth::Caller;
 use crate::domain::event::{AggregateType, EventType, NewEvent};
@@ -261,6 +262,11 @@ impl Core {
                     "Personal Access Token not found",
                 )));
             }
+            self.keep_an_owner(Loss::Token {
+                user_id: &user.id,
+                token_id,
+            })
+            .await?;
             let now = now_us();
             let (event, details) = next_user_event(
                 &mut user,

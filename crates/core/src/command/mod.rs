@@ -4,6 +4,7 @@
 
 mod access;
 mod bootstrap;
+mod last_owner;
 mod org;
 mod user;
 

@@ -341,3 +341,69 @@ async fn concurrent_reactivates_append_exactly_one_event() {
         .collect();
     assert_eq!(sequences, [1, 2, 3]);
 }
+
+#[tokio::test]
+async fn an_owner_may_go_while_another_can_sign_in() {
+    use crate::domain::org::{MemberScope, Membership};
+    use crate::store::{Commit, ProjectionWrite};
+    let f = fixture().await;
+    let ctx = f
+        .core
+        .org_context(&f.admin, None, Permission::UserWrite)
+        .await
+        .expect("ctx");
+    let admin_id = f.admin.user_id.clone();
+    let refused = f
+        .core
+        .lifecycle(&f.admin, UserScope::V2, LifecycleCommand::Lock, &admin_id)
+        .await
+        .expect_err("the only owner");
+    assert_eq!(refused.kind, ErrorKind::FailedPrecondition);
+    assert_eq!(refused.id, "COMMAND-sy0wnr");
+    // A second owner: a human (who signs in with a password or the identity provider).
+    let (alice, _) = f
+        .core
+        .add_human(&f.admin, alice(&ctx.org.id, Some("Secret123!")))
+        .await
+        .expect("add");
+    f.core
+        .store()
+        .commit(Commit {
+            events: vec![],
+            writes: vec![ProjectionWrite::Member(Membership {
+                scope: MemberScope::Instance,
+                user_id: alice.id.clone(),
+                roles: vec!["IAM_OWNER".to_owned()],
+            })],
+        })
+        .await
+        .expect("make alice an owner");
+    f.core
+        .lifecycle(&f.admin, UserScope::V2, LifecycleCommand::Lock, &admin_id)
+        .await
+        .expect("alice remains");
+    // Now alice is the last one that can sign in.
+    let refused = f
+        .core
+        .lifecycle(
+            &f.admin,
+            UserScope::V2,
+            LifecycleCommand::Deactivate,
+            &alice.id,
+        )
+        .await
+        .expect_err("alice is the last");
+    assert_eq!(refused.id, "COMMAND-sy0wnr");
+    // Unlocking (like reactivating) is never refused.
+    assert!(
+        f.core
+            .lifecycle(
+                &f.admin,
+                UserScope::V1(&ctx),
+                LifecycleCommand::Unlock,
+                &admin_id
+            )
+            .await
+            .is_ok()
+    );
+}

@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use super::last_owner::Loss;
 use super::{Attempt, Core, Details, OrgContext, next_user_event, store_error, with_retry};
 use crate::auth::{Caller, password};
 use crate::domain::event::{AggregateType, EventType, NewEvent};
@@ -246,6 +247,12 @@ impl Core {
                 {
                     return Err(Attempt::Rejected(v2_permission_denied()));
                 }
+            }
+            if matches!(
+                command,
+                LifecycleCommand::Deactivate | LifecycleCommand::Lock | LifecycleCommand::Remove
+            ) {
+                self.keep_an_owner(Loss::User(&user.id)).await?;
             }
             let now = now_us();
             if let Some(state) = event_type.user_state_after() {
