@@ -410,3 +410,64 @@ async fn the_last_owner_cannot_lock_the_instance_out() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+#[tokio::test]
+async fn admin_recover_issues_a_new_owner_token_offline() {
+    use reqwest::Method;
+    let mut first = Server::start();
+    let tmp = first.take_tmp().expect("tmp");
+    let data = tmp.path().to_owned();
+    let old_admin = admin_id(&first);
+    let old_token = first.token.clone();
+    first.kill();
+    // The token is lost.
+    std::fs::remove_file(data.join("admin.pat")).unwrap();
+    let run = switchyard_tests::run_with_deadline(
+        std::process::Command::new(switchyard_tests::binary())
+            .args(["admin", "recover", "--data-dir"])
+            .arg(&data),
+        "switchyard admin recover",
+        DEADLINE,
+    );
+    assert!(run.success, "{}", run.stderr);
+    assert!(run.stderr.contains("IAM_OWNER"), "{}", run.stderr);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(data.join("admin.pat"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let server = Server::start_in(&data, &[]);
+    assert_ne!(server.token, old_token, "a new token");
+    let client = reqwest::Client::new();
+    let (status, body) = call(
+        &client,
+        &server,
+        &server.token,
+        Method::POST,
+        "/v2/users",
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the recovered token administers: {body}"
+    );
+    // With a second owner, the old admin may now be deactivated.
+    let (status, body) = call(
+        &client,
+        &server,
+        &server.token,
+        Method::POST,
+        &format!("/v2/users/{old_admin}/deactivate"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    drop(server);
+    drop(tmp);
+}

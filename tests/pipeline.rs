@@ -91,11 +91,7 @@ async fn call(
     message: &[u8],
     headers: &[(&str, &str)],
 ) -> (Option<String>, String) {
-    let client = if web {
-        reqwest::Client::new()
-    } else {
-        h2c()
-    };
+    let client = if web { reqwest::Client::new() } else { h2c() };
     let content_type = if web {
         "application/grpc-web+proto"
     } else {
@@ -121,10 +117,18 @@ async fn grpc_timeout_ends_a_slow_call_before_it_commits_on_grpc_and_grpc_web() 
         let message = add_human(&name, 1).encode_to_vec();
         // `1m` is one millisecond: long before the password is hashed and the user committed.
         let (code, text) = call(&server, web, ADD_HUMAN, &message, &[("grpc-timeout", "1m")]).await;
-        assert_eq!(code.as_deref(), Some("4"), "web={web}: DEADLINE_EXCEEDED: {text}");
+        assert_eq!(
+            code.as_deref(),
+            Some("4"),
+            "web={web}: DEADLINE_EXCEEDED: {text}"
+        );
         // Nothing was written: the same user name is still free.
         let (code, text) = call(&server, web, ADD_HUMAN, &message, &[]).await;
-        assert_eq!(code.as_deref(), Some("0"), "web={web}: created afterwards: {text}");
+        assert_eq!(
+            code.as_deref(),
+            Some("0"),
+            "web={web}: created afterwards: {text}"
+        );
     }
 }
 
@@ -133,9 +137,23 @@ async fn a_malformed_grpc_timeout_is_the_same_clear_error_everywhere() {
     let server = Server::start();
     let message = add_human("bad-timeout", 1).encode_to_vec();
     for web in [false, true] {
-        let (code, text) = call(&server, web, ADD_HUMAN, &message, &[("grpc-timeout", "abc")]).await;
-        assert_eq!(code.as_deref(), Some("3"), "web={web}: INVALID_ARGUMENT: {text}");
-        assert!(text.contains("grpc-timeout"), "web={web}: names the header: {text}");
+        let (code, text) = call(
+            &server,
+            web,
+            ADD_HUMAN,
+            &message,
+            &[("grpc-timeout", "abc")],
+        )
+        .await;
+        assert_eq!(
+            code.as_deref(),
+            Some("3"),
+            "web={web}: INVALID_ARGUMENT: {text}"
+        );
+        assert!(
+            text.contains("grpc-timeout"),
+            "web={web}: names the header: {text}"
+        );
     }
     let response = reqwest::Client::new()
         .post(format!("{}/v2/users/human", server.url()))
@@ -154,13 +172,20 @@ async fn over_limit_messages_are_resource_exhausted_on_grpc_and_grpc_web() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("switchyard.toml");
     std::fs::write(&config, "[limits]\nmax_body_bytes = 4096\n").unwrap();
-    let server = Server::start_in(&tmp.path().join("data"), &["--config", config.to_str().unwrap()]);
+    let server = Server::start_in(
+        &tmp.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
     // 192 KiB under a 4 KiB limit, and one just under the limit that is served.
     let big = add_human("big", 192 * 1024).encode_to_vec();
     let small = add_human("small", 16).encode_to_vec();
     for web in [false, true] {
         let (code, text) = call(&server, web, ADD_HUMAN, &big, &[]).await;
-        assert_eq!(code.as_deref(), Some("8"), "web={web}: RESOURCE_EXHAUSTED: {text}");
+        assert_eq!(
+            code.as_deref(),
+            Some("8"),
+            "web={web}: RESOURCE_EXHAUSTED: {text}"
+        );
         assert!(text.contains("4096"), "web={web}: names the limit: {text}");
     }
     let (code, text) = call(&server, false, ADD_HUMAN, &small, &[]).await;
@@ -273,9 +298,11 @@ async fn abandoned_calls_are_counted_and_logged_once_and_leave_the_gauge() {
     let until = Instant::now() + DEADLINE;
     loop {
         let text = metrics().await;
-        let settled = ["grpc", "grpc-web", "connect", "rest"].iter().all(|protocol| {
-            counts(&text, protocol) == (1.0, Some(0.0)) && access_lines(&server, protocol) == 1
-        });
+        let settled = ["grpc", "grpc-web", "connect", "rest"]
+            .iter()
+            .all(|protocol| {
+                counts(&text, protocol) == (1.0, Some(0.0)) && access_lines(&server, protocol) == 1
+            });
         if settled {
             break;
         }

@@ -86,13 +86,16 @@ mod tests {
         };
         let core = Core::new(store, "localhost");
         let table = handlers(&core);
-        let mut want: Vec<String> = ["zitadel.management.v1.ManagementService", "zitadel.user.v2.UserService"]
-            .iter()
-            .filter_map(|name| switchyard_proto::descriptor_pool().get_service_by_name(name))
-            .flat_map(|service| service.methods().collect::<Vec<_>>())
-            .filter(|m| !m.is_client_streaming() && !m.is_server_streaming())
-            .map(|m| format!("/{}/{}", m.parent_service().full_name(), m.name()))
-            .collect();
+        let mut want: Vec<String> = [
+            "zitadel.management.v1.ManagementService",
+            "zitadel.user.v2.UserService",
+        ]
+        .iter()
+        .filter_map(|name| switchyard_proto::descriptor_pool().get_service_by_name(name))
+        .flat_map(|service| service.methods().collect::<Vec<_>>())
+        .filter(|m| !m.is_client_streaming() && !m.is_server_streaming())
+        .map(|m| format!("/{}/{}", m.parent_service().full_name(), m.name()))
+        .collect();
         let mut got: Vec<String> = table.paths().map(str::to_owned).collect();
         want.sort();
         got.sort();

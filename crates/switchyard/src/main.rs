@@ -1,6 +1,7 @@
 //! The `switchyard` binary: command-line parsing and logging set-up; `serve` does the wiring.
 
 mod admin_pat;
+mod admin_recover;
 mod config;
 mod export_cmd;
 mod gateway_cmd;
@@ -46,6 +47,8 @@ enum Command {
     Export(export_cmd::ExportArgs),
     /// Load an export into an empty store (SQLite or PostgreSQL), replaying every user.
     Import(import_cmd::ImportArgs),
+    /// Offline administration of a store (`admin recover`: a new instance-owner token).
+    Admin(admin_recover::AdminArgs),
 }
 
 /// Options of `switchyard serve`. Each flag overrides the key of the same name in the
@@ -283,6 +286,10 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(import_cmd::run(args)),
+        Command::Admin(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(admin_recover::run(args)),
     }
 }
 

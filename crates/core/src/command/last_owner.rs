@@ -11,10 +11,28 @@
 //! different owners can each see the other still standing. Owners are changed rarely and by
 //! hand; closing that race would need the instance aggregate in every such commit.
 
-use super::{Attempt, Core};
-use crate::domain::org::MemberScope;
-use crate::domain::user::{UserKind, UserState};
+use serde_json::json;
+
+use super::{Attempt, Core, store_error};
+use crate::domain::event::{AggregateType, EventType, NewEvent};
+use crate::domain::org::{MemberScope, Membership};
+use crate::domain::token::{PersonalAccessToken, hash_secret, new_secret};
+use crate::domain::user::{Machine, User, UserKind, UserState};
 use crate::domain::{DomainError, now_us};
+use crate::store::{Commit, ProjectionWrite};
+
+/// What [`Core::recover_owner`] created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredOwner {
+    /// The new owner's user id.
+    pub user_id: String,
+    /// Its user name.
+    pub username: String,
+    /// Its org (the org of the instance's existing members).
+    pub org_id: String,
+    /// Its personal access token (the secret), shown this once.
+    pub token: String,
+}
 
 /// The role that administers the instance.
 const IAM_OWNER: &str = "IAM_OWNER";
@@ -52,6 +70,127 @@ fn last_owner() -> DomainError {
 }
 
 impl Core {
+    /// Recovery for an instance nobody can administer: creates a new machine user, makes it
+    /// IAM_OWNER and issues it a personal access token that does not expire — in one commit,
+    /// with events, as any other change. Meant for `switchyard admin recover`, run by whoever
+    /// can open the store; nothing else is changed (locked owners stay locked).
+    ///
+    /// # Errors
+    /// FAILED_PRECONDITION when the store holds no instance yet; INTERNAL if the store fails.
+    pub async fn recover_owner(&self) -> Result<RecoveredOwner, DomainError> {
+        let not_initialized = || {
+            DomainError::failed_precondition(
+                // Ours, in ZITADEL's style.
+                "COMMAND-sy0rcv",
+                "The store holds no instance: start `switchyard serve` once to create it",
+            )
+        };
+        let members = self
+            .store
+            .members(&MemberScope::Instance)
+            .await
+            .map_err(store_error)?;
+        let mut org_id = None;
+        for member in &members {
+            if let Some(user) = self
+                .store
+                .user(&member.user_id)
+                .await
+                .map_err(store_error)?
+            {
+                org_id = Some(user.resource_owner);
+                break;
+            }
+        }
+        let org_id = org_id.ok_or_else(not_initialized)?;
+        let instance_sequence = self
+            .store
+            .events("instance")
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(|e| e.sequence)
+            .max()
+            .unwrap_or(0);
+        let now = now_us();
+        let user_id = self.ids.next_id();
+        let token_id = self.ids.next_id();
+        let token = new_secret();
+        let username = format!("recovered-admin-{user_id}");
+        let machine = Machine {
+            name: "Recovered IAM admin".to_owned(),
+            description: "Created by `switchyard admin recover`".to_owned(),
+            access_token_type: 0,
+        };
+        let user_event = |sequence, event_type, payload| NewEvent {
+            aggregate_type: AggregateType::User,
+            aggregate_id: user_id.clone(),
+            sequence,
+            event_type,
+            payload,
+            resource_owner: org_id.clone(),
+            creator: "SYSTEM".to_owned(),
+            created_us: now,
+        };
+        let commit = Commit {
+            events: vec![
+                user_event(
+                    1,
+                    EventType::MachineAdded,
+                    json!({ "userName": username, "name": machine.name }),
+                ),
+                user_event(
+                    2,
+                    EventType::PersonalAccessTokenAdded,
+                    json!({ "tokenId": token_id, "expiration": null }),
+                ),
+                NewEvent {
+                    aggregate_type: AggregateType::Instance,
+                    aggregate_id: "instance".to_owned(),
+                    sequence: instance_sequence + 1,
+                    event_type: EventType::InstanceMemberAdded,
+                    payload: json!({ "userId": user_id, "roles": [IAM_OWNER] }),
+                    resource_owner: org_id.clone(),
+                    creator: "SYSTEM".to_owned(),
+                    created_us: now,
+                },
+            ],
+            writes: vec![
+                ProjectionWrite::User(User {
+                    id: user_id.clone(),
+                    resource_owner: org_id.clone(),
+                    username: username.clone(),
+                    state: UserState::Active,
+                    kind: UserKind::Machine(machine),
+                    password_hash: None,
+                    sequence: 2,
+                    created_us: now,
+                    changed_us: now,
+                }),
+                ProjectionWrite::Token(PersonalAccessToken {
+                    id: token_id,
+                    user_id: user_id.clone(),
+                    resource_owner: org_id.clone(),
+                    hash: hash_secret(&token),
+                    expiration_us: None,
+                    created_us: now,
+                }),
+                ProjectionWrite::Member(Membership {
+                    scope: MemberScope::Instance,
+                    user_id: user_id.clone(),
+                    roles: vec![IAM_OWNER.to_owned()],
+                }),
+            ],
+        };
+        self.commit(commit).await.map_err(store_error)?;
+        Ok(RecoveredOwner {
+            user_id,
+            username,
+            org_id,
+            token,
+        })
+    }
+
     /// Refuses `loss` when it would take the instance's last owner that can sign in.
     pub(super) async fn keep_an_owner(&self, loss: Loss<'_>) -> Result<(), Attempt> {
         let owners: Vec<String> = self

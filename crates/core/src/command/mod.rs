@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 pub use access::{IssuedToken, MemberChange, NewMachine};
 pub use bootstrap::{Bootstrap, BootstrapResult};
+pub use last_owner::RecoveredOwner;
 pub use org::OrgContext;
 pub use user::{NewHuman, PasswordInput, UserScope, read_details};
 

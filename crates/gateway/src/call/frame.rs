@@ -102,10 +102,7 @@ pub(crate) fn parse_single_frame(mut data: Bytes, max: usize, side: Side) -> Res
         return Err(side.malformed("truncated message frame"));
     }
     if data.len() > len {
-        return Err(side.malformed(format!(
-            "more than one message in a unary {}",
-            side.name()
-        )));
+        return Err(side.malformed(format!("more than one message in a unary {}", side.name())));
     }
     Ok(data)
 }
@@ -130,7 +127,12 @@ pub(crate) type EnvelopeStream = Pin<Box<dyn Stream<Item = Result<Envelope, Stat
 
 /// Reads `body` as frames, each at most `max` bytes, until it ends; after `deadline` the
 /// stream ends with DEADLINE_EXCEEDED. A frame's payload is handed on as soon as it is whole.
-pub(crate) fn envelopes<B>(body: B, max: usize, side: Side, deadline: Option<Instant>) -> EnvelopeStream
+pub(crate) fn envelopes<B>(
+    body: B,
+    max: usize,
+    side: Side,
+    deadline: Option<Instant>,
+) -> EnvelopeStream
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -193,7 +195,9 @@ where
                     let err: BoxError = e.into();
                     let status = match side {
                         // A client whose body cannot be read has gone or sent garbage.
-                        Side::Request => Status::cancelled(format!("cannot read the request: {err}")),
+                        Side::Request => {
+                            Status::cancelled(format!("cannot read the request: {err}"))
+                        }
                         Side::Response => Status::from_error(err),
                     };
                     return Some((Err(status), st));
@@ -231,20 +235,56 @@ mod tests {
     #[test]
     fn parse_single_frame_table() {
         let cases = [
-            Case { name: "one message", input: b"\x00\x00\x00\x00\x03abc", want: Ok(b"abc") },
-            Case { name: "empty message", input: b"\x00\x00\x00\x00\x00", want: Ok(b"") },
-            Case { name: "no frame", input: b"", want: Err(Code::Internal) },
-            Case { name: "short header", input: b"\x00\x00\x00", want: Err(Code::Internal) },
-            Case { name: "truncated message", input: b"\x00\x00\x00\x00\x05ab", want: Err(Code::Internal) },
+            Case {
+                name: "one message",
+                input: b"\x00\x00\x00\x00\x03abc",
+                want: Ok(b"abc"),
+            },
+            Case {
+                name: "empty message",
+                input: b"\x00\x00\x00\x00\x00",
+                want: Ok(b""),
+            },
+            Case {
+                name: "no frame",
+                input: b"",
+                want: Err(Code::Internal),
+            },
+            Case {
+                name: "short header",
+                input: b"\x00\x00\x00",
+                want: Err(Code::Internal),
+            },
+            Case {
+                name: "truncated message",
+                input: b"\x00\x00\x00\x00\x05ab",
+                want: Err(Code::Internal),
+            },
             Case {
                 name: "two messages",
                 input: b"\x00\x00\x00\x00\x01a\x00\x00\x00\x00\x01b",
                 want: Err(Code::Internal),
             },
-            Case { name: "compressed", input: b"\x01\x00\x00\x00\x01a", want: Err(Code::Unimplemented) },
-            Case { name: "trailer flag", input: b"\x80\x00\x00\x00\x01a", want: Err(Code::Internal) },
-            Case { name: "over the limit", input: b"\x00\x00\x00\x00\x20", want: Err(Code::ResourceExhausted) },
-            Case { name: "huge length", input: b"\x00\xff\xff\xff\xff", want: Err(Code::ResourceExhausted) },
+            Case {
+                name: "compressed",
+                input: b"\x01\x00\x00\x00\x01a",
+                want: Err(Code::Unimplemented),
+            },
+            Case {
+                name: "trailer flag",
+                input: b"\x80\x00\x00\x00\x01a",
+                want: Err(Code::Internal),
+            },
+            Case {
+                name: "over the limit",
+                input: b"\x00\x00\x00\x00\x20",
+                want: Err(Code::ResourceExhausted),
+            },
+            Case {
+                name: "huge length",
+                input: b"\x00\xff\xff\xff\xff",
+                want: Err(Code::ResourceExhausted),
+            },
         ];
         for c in cases {
             let got = parse_single_frame(Bytes::from_static(c.input), 16, Side::Response);
@@ -258,7 +298,11 @@ mod tests {
 
     #[test]
     fn malformed_request_frames_are_the_clients_fault() {
-        let got = parse_single_frame(Bytes::from_static(b"\x00\x00\x00\x00\x05ab"), 16, Side::Request);
+        let got = parse_single_frame(
+            Bytes::from_static(b"\x00\x00\x00\x00\x05ab"),
+            16,
+            Side::Request,
+        );
         assert_eq!(got.err().map(|s| s.code()), Some(Code::InvalidArgument));
     }
 
@@ -301,12 +345,26 @@ mod tests {
     #[tokio::test]
     async fn envelope_errors() {
         let cases: [(Vec<&'static [u8]>, Side, Code); 3] = [
-            (vec![b"\x00\x00\x00\x00\x05ab"], Side::Response, Code::Internal),
-            (vec![b"\x00\x00\x00\x00\x05ab"], Side::Request, Code::InvalidArgument),
-            (vec![b"\x00\x00\x00\x01\x00"], Side::Request, Code::ResourceExhausted),
+            (
+                vec![b"\x00\x00\x00\x00\x05ab"],
+                Side::Response,
+                Code::Internal,
+            ),
+            (
+                vec![b"\x00\x00\x00\x00\x05ab"],
+                Side::Request,
+                Code::InvalidArgument,
+            ),
+            (
+                vec![b"\x00\x00\x00\x01\x00"],
+                Side::Request,
+                Code::ResourceExhausted,
+            ),
         ];
         for (chunks, side, code) in cases {
-            let got: Vec<_> = envelopes(body(chunks, None), 16, side, None).collect().await;
+            let got: Vec<_> = envelopes(body(chunks, None), 16, side, None)
+                .collect()
+                .await;
             assert_eq!(
                 got.last().and_then(|r| r.as_ref().err()).map(Status::code),
                 Some(code)

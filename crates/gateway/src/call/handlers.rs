@@ -126,7 +126,9 @@ mod tests {
                 .unwrap_or("nobody")
                 .to_owned();
             let mut response = tonic::Response::new(format!("{who}:{}", request.into_inner()));
-            response.metadata_mut().insert("x-done", "1".parse().unwrap_or_else(|_| unreachable!()));
+            response
+                .metadata_mut()
+                .insert("x-done", "1".parse().unwrap_or_else(|_| unreachable!()));
             Ok(response)
         });
         let Some(handler) = handlers.unary_handler("/a.B/C") else {
@@ -152,6 +154,9 @@ mod tests {
             panic!("handler missing");
         };
         let got = handler(HeaderMap::new(), Bytes::from_static(b"\x0a\x05ab")).await;
-        assert_eq!(got.err().map(|s| s.code()), Some(tonic::Code::InvalidArgument));
+        assert_eq!(
+            got.err().map(|s| s.code()),
+            Some(tonic::Code::InvalidArgument)
+        );
     }
 }

@@ -103,7 +103,11 @@ where
     }
     let timeout = call.timeout;
     let work = async move {
-        let reply = match state.handlers.as_ref().and_then(|h| h.unary_handler(&call.path)) {
+        let reply = match state
+            .handlers
+            .as_ref()
+            .and_then(|h| h.unary_handler(&call.path))
+        {
             Some(handler) => handler(metadata, message).await?,
             None => {
                 upstream::unary(inner, &call.path, call.timeout, metadata, message, limit).await?
@@ -142,7 +146,14 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    upstream::streaming(inner, call, metadata, requests, state.opts.max_message_bytes).await
+    upstream::streaming(
+        inner,
+        call,
+        metadata,
+        requests,
+        state.opts.max_message_bytes,
+    )
+    .await
 }
 
 /// The status of a call whose deadline passed.

@@ -101,20 +101,22 @@ where
     // makes of the broken body.
     let request_error: Arc<Mutex<Option<Status>>> = Arc::default();
     let failed = Arc::clone(&request_error);
-    let frames = requests.map(move |message| match message.and_then(|m| {
-        if m.len() > limit {
-            Err(too_large(Side::Request, m.len(), limit))
-        } else {
-            frame::encode_frame(0, &m)
-        }
-    }) {
-        Ok(frame) => Ok(Frame::data(frame)),
-        Err(status) => {
-            let message = status.message().to_owned();
-            if let Ok(mut slot) = failed.lock() {
-                slot.get_or_insert(status);
+    let frames = requests.map(move |message| {
+        match message.and_then(|m| {
+            if m.len() > limit {
+                Err(too_large(Side::Request, m.len(), limit))
+            } else {
+                frame::encode_frame(0, &m)
             }
-            Err(BoxError::from(message))
+        }) {
+            Ok(frame) => Ok(Frame::data(frame)),
+            Err(status) => {
+                let message = status.message().to_owned();
+                if let Ok(mut slot) = failed.lock() {
+                    slot.get_or_insert(status);
+                }
+                Err(BoxError::from(message))
+            }
         }
     });
     let request = build_request(
@@ -207,7 +209,10 @@ fn build_request(
 fn check_head(status: StatusCode, mut headers: HeaderMap) -> Result<Option<HeaderMap>, Status> {
     if status != StatusCode::OK {
         let code = switchyard_transcode::status::code_from_http_status(status);
-        return Err(Status::new(code, format!("upstream answered HTTP {status}")));
+        return Err(Status::new(
+            code,
+            format!("upstream answered HTTP {status}"),
+        ));
     }
     headers.remove(header::CONTENT_TYPE);
     if headers.contains_key(GRPC_STATUS) {
@@ -223,7 +228,9 @@ fn check_head(status: StatusCode, mut headers: HeaderMap) -> Result<Option<Heade
 
 /// `grpc-timeout` in milliseconds; the spec allows at most 8 digits per unit.
 fn grpc_timeout(timeout: Duration) -> HeaderValue {
-    let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).min(99_999_999);
+    let millis = u64::try_from(timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .min(99_999_999);
     HeaderValue::from_str(&format!("{millis}m"))
         .unwrap_or_else(|_| HeaderValue::from_static("99999999m"))
 }
@@ -332,7 +339,10 @@ mod tests {
     #[tokio::test]
     async fn unary_reads_message_and_trailers() {
         let svc = tower::service_fn(|req: Request<tonic::body::Body>| async move {
-            assert_eq!(req.headers().get("grpc-timeout").map(|v| v.as_bytes()), Some(&b"5000m"[..]));
+            assert_eq!(
+                req.headers().get("grpc-timeout").map(|v| v.as_bytes()),
+                Some(&b"5000m"[..])
+            );
             let mut trailers = HeaderMap::new();
             trailers.insert(GRPC_STATUS, HeaderValue::from_static("0"));
             trailers.insert("x-t", HeaderValue::from_static("1"));
@@ -349,7 +359,15 @@ mod tests {
         });
         let timeout = Some(Duration::from_secs(5));
         let path = "/example.v1.EchoService/Echo";
-        let reply = unary(svc, path, timeout, HeaderMap::new(), Bytes::from_static(b"in"), 1024).await;
+        let reply = unary(
+            svc,
+            path,
+            timeout,
+            HeaderMap::new(),
+            Bytes::from_static(b"in"),
+            1024,
+        )
+        .await;
         let reply = reply.unwrap_or_else(|s| panic!("unexpected {s:?}"));
         assert_eq!(&reply.message[..], b"ok");
         assert_eq!(

@@ -11,8 +11,8 @@ pub(crate) mod observer;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -214,7 +214,9 @@ where
             let mut inner = std::mem::replace(&mut self.inner, clone);
             return ResponseFuture {
                 inner: Box::pin(async move {
-                    match ops_endpoint(&metrics, &health, &method, uri.path(), accept.as_ref()).await {
+                    match ops_endpoint(&metrics, &health, &method, uri.path(), accept.as_ref())
+                        .await
+                    {
                         Some(response) => Ok(response),
                         None => inner
                             .call(request)

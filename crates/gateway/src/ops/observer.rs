@@ -198,12 +198,21 @@ mod tests {
     fn finished_call_is_counted_once_and_leaves_the_gauge() {
         let metrics = Arc::new(Metrics::new());
         let mut observer = Observer::start(Some(&metrics), Protocol::Grpc, &request());
-        let gauge = metrics.in_flight.get_or_create(&ProtocolLabels { protocol: "grpc" }).get();
+        let gauge = metrics
+            .in_flight
+            .get_or_create(&ProtocolLabels { protocol: "grpc" })
+            .get();
         assert_eq!(gauge, 1);
         observer.set_method(&Arc::from("/a.B/C"));
         observer.finish(Code::NotFound, StatusCode::OK);
         assert_eq!(count(&metrics, "NOT_FOUND"), 1);
-        assert_eq!(metrics.in_flight.get_or_create(&ProtocolLabels { protocol: "grpc" }).get(), 0);
+        assert_eq!(
+            metrics
+                .in_flight
+                .get_or_create(&ProtocolLabels { protocol: "grpc" })
+                .get(),
+            0
+        );
     }
 
     #[test]
@@ -213,7 +222,13 @@ mod tests {
         observer.set_method(&Arc::from("/a.B/C"));
         drop(observer);
         assert_eq!(count(&metrics, "CANCELLED"), 1);
-        assert_eq!(metrics.in_flight.get_or_create(&ProtocolLabels { protocol: "grpc" }).get(), 0);
+        assert_eq!(
+            metrics
+                .in_flight
+                .get_or_create(&ProtocolLabels { protocol: "grpc" })
+                .get(),
+            0
+        );
     }
 
     #[test]

@@ -13,7 +13,10 @@ use http_body_util::{BodyExt as _, StreamBody};
 use tonic::{Code, Status};
 use tower::{Service, ServiceExt};
 
-use super::{ClientProtocol, MessageEncoder, Refused, Stage, proto_encoder, forwarded_metadata, grpc_timeout_header};
+use super::{
+    ClientProtocol, MessageEncoder, Refused, Stage, forwarded_metadata, grpc_timeout_header,
+    proto_encoder,
+};
 use crate::BoxError;
 use crate::call::frame::{self, Envelope, FLAG_COMPRESSED, FRAME_HEADER_LEN, Side, too_large};
 use crate::call::{Call, Item, MessageStream, Reply, StreamReply};
@@ -85,7 +88,10 @@ impl ClientProtocol for Grpc {
     ) -> Result<Response<tonic::body::Body>, Status> {
         let message = frame::encode_frame(0, &reply.message)?;
         let trailers = status_trailers(&Status::new(Code::Ok, ""), reply.trailers);
-        let frames = [Ok::<_, Status>(Frame::data(message)), Ok(Frame::trailers(trailers))];
+        let frames = [
+            Ok::<_, Status>(Frame::data(message)),
+            Ok(Frame::trailers(trailers)),
+        ];
         Ok(response(
             reply.headers,
             tonic::body::Body::new(StreamBody::new(stream::iter(frames))),
@@ -135,9 +141,10 @@ pub(crate) fn decode_call(
     state: &GatewayState,
     parts: &Parts,
 ) -> Result<(Call, HeaderMap), Status> {
-    let entry = state.methods.get(parts.uri.path()).ok_or_else(|| {
-        Status::unimplemented(format!("unknown method {}", parts.uri.path()))
-    })?;
+    let entry = state
+        .methods
+        .get(parts.uri.path())
+        .ok_or_else(|| Status::unimplemented(format!("unknown method {}", parts.uri.path())))?;
     if let Some(encoding) = parts.headers.get("grpc-encoding")
         && !encoding.as_bytes().eq_ignore_ascii_case(b"identity")
     {
@@ -260,7 +267,10 @@ mod tests {
         metadata.insert("x-t", HeaderValue::from_static("1"));
         metadata.insert("content-type", HeaderValue::from_static("application/grpc"));
         let trailers = status_trailers(&Status::new(Code::NotFound, "no such user"), metadata);
-        assert_eq!(trailers.get("grpc-status").map(|v| v.as_bytes()), Some(&b"5"[..]));
+        assert_eq!(
+            trailers.get("grpc-status").map(|v| v.as_bytes()),
+            Some(&b"5"[..])
+        );
         assert!(trailers.contains_key("grpc-message"));
         assert!(trailers.contains_key("x-t"));
         assert!(!trailers.contains_key("content-type"));

@@ -124,7 +124,10 @@ impl ClientProtocol for GrpcWeb {
         let most = limit.saturating_add(FRAME_HEADER_LEN);
         // Base64 is 4 characters for every 3 bytes.
         let read_limit = if self.text { most / 3 * 4 + 4 } else { most };
-        let data = match http_body_util::Limited::new(body, read_limit).collect().await {
+        let data = match http_body_util::Limited::new(body, read_limit)
+            .collect()
+            .await
+        {
             Ok(collected) => collected.to_bytes(),
             Err(err) if err.is::<http_body_util::LengthLimitError>() => {
                 return Err(too_large(Side::Request, most, limit));
@@ -200,7 +203,10 @@ impl ClientProtocol for GrpcWeb {
             };
             Ok::<_, Status>(Frame::data(mode.chunk(bytes)))
         });
-        self.response(reply.headers, tonic::body::Body::new(StreamBody::new(chunks)))
+        self.response(
+            reply.headers,
+            tonic::body::Body::new(StreamBody::new(chunks)),
+        )
     }
 
     fn encode_error(
@@ -306,9 +312,15 @@ mod tests {
         let mut headers = HeaderMap::new();
         assert!(GrpcWeb::new(true, &headers).text_reply);
         assert!(!GrpcWeb::new(false, &headers).text_reply);
-        headers.insert(header::ACCEPT, HeaderValue::from_static("Application/gRPC-Web-Text"));
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("Application/gRPC-Web-Text"),
+        );
         assert!(GrpcWeb::new(false, &headers).text_reply);
-        headers.insert(header::ACCEPT, HeaderValue::from_static("application/grpc-web"));
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/grpc-web"),
+        );
         assert!(!GrpcWeb::new(true, &headers).text_reply);
     }
 }

@@ -125,7 +125,12 @@ pub(crate) trait ClientProtocol: Send + Sync {
 
     /// What turns each streamed response message (protobuf) into the request's codec; it ends
     /// the stream with its error if a message cannot be rendered.
-    fn message_encoder(&self, state: &GatewayState, call: &Call, head: &Self::Head) -> MessageEncoder;
+    fn message_encoder(
+        &self,
+        state: &GatewayState,
+        call: &Call,
+        head: &Self::Head,
+    ) -> MessageEncoder;
 
     /// Frames a streamed answer whose messages are already in the request's codec: each
     /// message as it comes, then its end.
@@ -182,7 +187,9 @@ where
         let requests = if method.is_client_streaming() {
             protocol.decode_stream(state, &call, &head, body)
         } else {
-            let one = protocol.decode_request(state, &call, &head, &parts, body).await;
+            let one = protocol
+                .decode_request(state, &call, &head, &parts, body)
+                .await;
             one.map(|message| Box::pin(stream::once(async { Ok(message) })) as MessageStream)
         };
         let requests = match requests {
@@ -200,7 +207,10 @@ where
             Err(status) => fail(observer, Stage::Call, status),
         };
     }
-    let message = match protocol.decode_request(state, &call, &head, &parts, body).await {
+    let message = match protocol
+        .decode_request(state, &call, &head, &parts, body)
+        .await
+    {
         Ok(message) => message,
         Err(status) => return fail(observer, Stage::Request, status),
     };

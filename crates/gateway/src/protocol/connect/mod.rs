@@ -18,7 +18,10 @@ use switchyard_transcode::JsonOptions;
 use switchyard_transcode::json::{encode_message, parse_message};
 use tonic::Status;
 
-use super::{ClientProtocol, MessageEncoder, Refused, Stage, proto_encoder, forwarded_metadata, full_response, read_body, visible_metadata};
+use super::{
+    ClientProtocol, MessageEncoder, Refused, Stage, forwarded_metadata, full_response,
+    proto_encoder, read_body, visible_metadata,
+};
 use crate::BoxError;
 use crate::call::{Call, MessageStream, Reply, StreamReply};
 use crate::detect::Codec;
@@ -93,8 +96,17 @@ impl ClientProtocol for ConnectUnary {
         B::Error: Into<BoxError>,
     {
         let body = read_body(body, state.opts.max_message_bytes).await?;
-        let in_process = state.handlers.as_ref().is_some_and(|h| h.contains(&call.path));
-        to_proto(&call.method.input(), self.codec, body, json_for(state, call), !in_process)
+        let in_process = state
+            .handlers
+            .as_ref()
+            .is_some_and(|h| h.contains(&call.path));
+        to_proto(
+            &call.method.input(),
+            self.codec,
+            body,
+            json_for(state, call),
+            !in_process,
+        )
     }
 
     fn decode_stream<B>(
@@ -118,7 +130,12 @@ impl ClientProtocol for ConnectUnary {
         _head: &(),
         reply: Reply,
     ) -> Result<Response<tonic::body::Body>, Status> {
-        let body = from_proto(&call.method.output(), self.codec, reply.message, json_for(state, call))?;
+        let body = from_proto(
+            &call.method.output(),
+            self.codec,
+            reply.message,
+            json_for(state, call),
+        )?;
         let mut response = full_response(StatusCode::OK, self.codec.content_type(), body);
         let headers = response.headers_mut();
         for (name, value) in visible_metadata(reply.headers) {
@@ -301,12 +318,17 @@ mod tests {
     }
 
     /// The head and then the body through [`ConnectUnary`], as the pipeline drives them.
-    async fn decode(path: &'static str, headers: &[(&'static str, &'static str)], body: &'static [u8])
-        -> Result<(Call, HeaderMap, Bytes), Code> {
+    async fn decode(
+        path: &'static str,
+        headers: &[(&'static str, &'static str)],
+        body: &'static [u8],
+    ) -> Result<(Call, HeaderMap, Bytes), Code> {
         let state = crate::testutil::state();
         let connect = ConnectUnary { codec: Codec::Json };
         let parts = parts_for(path, headers);
-        let (call, metadata, ()) = connect.decode_head(&state, &parts).map_err(|r| r.status.code())?;
+        let (call, metadata, ()) = connect
+            .decode_head(&state, &parts)
+            .map_err(|r| r.status.code())?;
         let body = http_body_util::Full::new(Bytes::from_static(body));
         let message = connect
             .decode_request(&state, &call, &(), &parts, body)
@@ -319,13 +341,33 @@ mod tests {
     async fn decode_rejections() {
         let echo = "/example.v1.EchoService/Echo";
         let body: &'static [u8] = b"{\"message\":\"hi\",\"unknown_field\":1}";
-        let cases: [(&'static str, &[(&'static str, &'static str)], &'static [u8], Result<(), Code>); 6] = [
+        let cases: [(
+            &'static str,
+            &[(&'static str, &'static str)],
+            &'static [u8],
+            Result<(), Code>,
+        ); 6] = [
             (echo, &[], body, Ok(())),
             (echo, &[(PROTOCOL_VERSION, "1")], body, Ok(())),
-            (echo, &[(PROTOCOL_VERSION, "2")], body, Err(Code::InvalidArgument)),
-            (echo, &[("content-encoding", "gzip")], body, Err(Code::Unimplemented)),
+            (
+                echo,
+                &[(PROTOCOL_VERSION, "2")],
+                body,
+                Err(Code::InvalidArgument),
+            ),
+            (
+                echo,
+                &[("content-encoding", "gzip")],
+                body,
+                Err(Code::Unimplemented),
+            ),
             (echo, &[], b"{\"message\":1", Err(Code::InvalidArgument)),
-            ("/example.v1.EchoService/Stream", &[], body, Err(Code::Unimplemented)),
+            (
+                "/example.v1.EchoService/Stream",
+                &[],
+                body,
+                Err(Code::Unimplemented),
+            ),
         ];
         for (i, (path, headers, body, want)) in cases.into_iter().enumerate() {
             let got = decode(path, headers, body).await.map(|_| ());

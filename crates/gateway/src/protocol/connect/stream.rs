@@ -46,7 +46,10 @@ impl ConnectStream {
         let input = call.method.input();
         let json = json_for(state, call).clone();
         let codec = self.codec;
-        let in_process = state.handlers.as_ref().is_some_and(|h| h.contains(&call.path));
+        let in_process = state
+            .handlers
+            .as_ref()
+            .is_some_and(|h| h.contains(&call.path));
         let envelopes = frame::envelopes(body, state.opts.max_message_bytes, Side::Request, None);
         Box::pin(envelopes.filter_map(move |envelope| {
             std::future::ready(match envelope {
@@ -168,7 +171,12 @@ impl ClientProtocol for ConnectStream {
         _head: &(),
         reply: Reply,
     ) -> Result<Response<tonic::body::Body>, Status> {
-        let message = from_proto(&call.method.output(), self.codec, reply.message, json_for(state, call))?;
+        let message = from_proto(
+            &call.method.output(),
+            self.codec,
+            reply.message,
+            json_for(state, call),
+        )?;
         let mut body = BytesMut::from(&envelope(0, &message)[..]);
         body.extend_from_slice(&end_stream(&Status::ok(""), reply.trailers, &state.pool));
         Ok(self.response(
@@ -198,7 +206,10 @@ impl ClientProtocol for ConnectStream {
                 Item::End(status, trailers) => end_stream(&status, trailers, &pool),
             }))
         });
-        self.response(reply.headers, tonic::body::Body::new(StreamBody::new(frames)))
+        self.response(
+            reply.headers,
+            tonic::body::Body::new(StreamBody::new(frames)),
+        )
     }
 
     fn encode_error(
@@ -209,7 +220,10 @@ impl ClientProtocol for ConnectStream {
     ) -> Response<tonic::body::Body> {
         let end = end_stream(status, HeaderMap::new(), &state.pool);
         let frames = stream::iter([Ok::<_, Status>(Frame::data(end))]);
-        self.response(HeaderMap::new(), tonic::body::Body::new(StreamBody::new(frames)))
+        self.response(
+            HeaderMap::new(),
+            tonic::body::Body::new(StreamBody::new(frames)),
+        )
     }
 }
 

@@ -60,10 +60,13 @@ impl ClientProtocol for Rest {
             });
         }
         // The one route lookup of the request, before the body: a 404 or 405 need not wait.
-        let found = state.routes.find(&parts.method, path).map_err(|err| Refused {
-            status: route_status(&err, &parts.method, path),
-            response: route_error(&err, &parts.method, path, &state.pool),
-        })?;
+        let found = state
+            .routes
+            .find(&parts.method, path)
+            .map_err(|err| Refused {
+                status: route_status(&err, &parts.method, path),
+                response: route_error(&err, &parts.method, path, &state.pool),
+            })?;
         let refuse = |status: Status| Refused {
             response: self.encode_error(state, Stage::Request, &status),
             status,
@@ -77,7 +80,10 @@ impl ClientProtocol for Rest {
             ))));
         }
         let entry = state.methods.get(route.grpc_path()).ok_or_else(|| {
-            refuse(Status::internal(format!("route to an unknown method {}", route.grpc_path())))
+            refuse(Status::internal(format!(
+                "route to an unknown method {}",
+                route.grpc_path()
+            )))
         })?;
         // `Grpc-Timeout` (grpc-gateway's REST header) or the service's default.
         let asked = grpc_timeout_header(&parts.headers).map_err(refuse)?;
@@ -143,7 +149,12 @@ impl ClientProtocol for Rest {
         Ok(response)
     }
 
-    fn message_encoder(&self, state: &GatewayState, call: &Call, head: &RestHead) -> MessageEncoder {
+    fn message_encoder(
+        &self,
+        state: &GatewayState,
+        call: &Call,
+        head: &RestHead,
+    ) -> MessageEncoder {
         let route = Arc::clone(head.found.route());
         let json = crate::protocol::connect::json_for(state, call).clone();
         Box::new(move |message| {
@@ -316,8 +327,7 @@ pub(crate) fn encode_response(
     let output = route.method().output();
     let decoded = DynamicMessage::decode(output, message)
         .map_err(|e| Status::internal(format!("cannot decode the response message: {e}")))?;
-    let (content_type, body) =
-        switchyard_transcode::encode_http_response(route, &decoded, opts)?;
+    let (content_type, body) = switchyard_transcode::encode_http_response(route, &decoded, opts)?;
     let mut response = full_response(StatusCode::OK, "application/json", body);
     if let Ok(value) = http::HeaderValue::from_str(&content_type) {
         response

@@ -95,7 +95,9 @@ pub(crate) fn encode_stream(
             std::future::ready(match item {
                 Item::Message(json) => Some(framing.message(&json)),
                 Item::End(status, _trailers) if status.code() == tonic::Code::Ok => None,
-                Item::End(status, _trailers) => Some(framing.error(&rest_error_body(&status, &pool))),
+                Item::End(status, _trailers) => {
+                    Some(framing.error(&rest_error_body(&status, &pool)))
+                }
             })
         })
         .map(|b| Ok::<_, Infallible>(Frame::data(b)));
