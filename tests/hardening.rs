@@ -159,18 +159,19 @@ async fn stalled_bodies_are_answered_408_and_free_their_slots() {
     let (server, _tmp) =
         start_with_config("[limits]\nmax_connections = 4\nbody_read_timeout = \"1s\"\n");
     let started = Instant::now();
-    // As many connections as the server takes, each with a body that stops after one byte;
-    // no token needed.
+    // As many connections as the server takes, each with a body that stops after one byte.
+    // With a valid token, since credentials are checked before the body is read (a caller
+    // without one is answered 401 at once and never holds a slot).
+    let head = format!(
+        "POST /v2/users/human HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Authorization: {}\r\nContent-Length: 1000\r\n\r\n{{",
+        server.bearer()
+    );
     let stalled: Vec<TcpStream> = (0..4)
         .map(|_| {
             let mut stream = TcpStream::connect(server.addr).unwrap();
             stream.set_read_timeout(Some(DEADLINE)).unwrap();
-            stream
-                .write_all(
-                    b"POST /v2/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-                      Content-Length: 1000\r\n\r\n{",
-                )
-                .unwrap();
+            stream.write_all(head.as_bytes()).unwrap();
             stream
         })
         .collect();
@@ -214,6 +215,7 @@ async fn stalled_bodies_are_answered_408_and_free_their_slots() {
     ))
     .header("content-type", "application/grpc")
     .header("te", "trailers")
+    .header("authorization", server.bearer())
     .body(never)
     .unwrap();
     let response = tokio::time::timeout(DEADLINE, sender.send_request(request))

@@ -314,3 +314,58 @@ async fn abandoned_calls_are_counted_and_logged_once_and_leave_the_gauge() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn credentials_are_checked_before_the_body_is_parsed() {
+    let server = Server::start();
+    let client = reqwest::Client::new();
+    let url = server.url();
+    for token in [None, Some("Bearer not-a-token")] {
+        // REST and Connect JSON: a body that is not JSON, without a valid token.
+        for (path, connect) in [("/v2/users/human", false), (ADD_HUMAN, true)] {
+            let mut request = client
+                .post(format!("{url}{path}"))
+                .header("content-type", "application/json")
+                .body("{not json");
+            if connect {
+                request = request.header("connect-protocol-version", "1");
+            }
+            if let Some(token) = token {
+                request = request.header("authorization", token);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let body = response.text().await.unwrap();
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} {token:?}: {body}");
+            assert!(
+                !body.contains("JSON"),
+                "{path}: the body was not parsed: {body}"
+            );
+        }
+        // gRPC: a frame that is not the message.
+        let mut request = h2c()
+            .post(format!("{url}{ADD_HUMAN}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(frame(b"\xff\xff\xff"));
+        if let Some(token) = token {
+            request = request.header("authorization", token);
+        }
+        let (code, text) = grpc_status(request.send().await.unwrap()).await;
+        assert_eq!(
+            code.as_deref(),
+            Some("16"),
+            "gRPC {token:?}: UNAUTHENTICATED: {text}"
+        );
+    }
+    // With the token, the same malformed body is the caller's INVALID_ARGUMENT.
+    let response = client
+        .post(format!("{url}/v2/users/human"))
+        .header("authorization", server.bearer())
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}

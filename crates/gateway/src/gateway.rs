@@ -9,7 +9,7 @@ use std::time::Duration;
 use prost_reflect::DescriptorPool;
 use switchyard_transcode::{JsonOptions, RouteTableBuilder, RouteTableError};
 
-use crate::call::Handlers;
+use crate::call::{Authenticator, Handlers};
 use crate::layer::GatewayLayer;
 use crate::metrics::Metrics;
 use crate::state::{GatewayState, MethodIndex};
@@ -157,6 +157,7 @@ impl Gateway {
                 opts,
                 openapi,
                 handlers: None,
+                authenticator: None,
                 metrics: None,
                 services,
             },
@@ -168,6 +169,15 @@ impl Gateway {
     #[must_use]
     pub fn with_handlers(mut self, handlers: Handlers) -> Self {
         self.state.handlers = Some(handlers);
+        self
+    }
+
+    /// Checks the credentials of every in-process call with `authenticator` before its body is
+    /// read: a call without valid credentials is refused without parsing what it sent, and
+    /// the handler finds what the authenticator returned in its request's extensions.
+    #[must_use]
+    pub fn with_authenticator(mut self, authenticator: Authenticator) -> Self {
+        self.state.authenticator = Some(crate::state::AuthenticatorFn(authenticator));
         self
     }
 

@@ -43,7 +43,7 @@ mod testutil;
 mod tls;
 pub mod upstream;
 
-pub use call::Handlers;
+pub use call::{Authenticator, Handlers};
 pub use detect::{Codec, Protocol};
 pub use gateway::{
     CorsOptions, DEFAULT_MAX_MESSAGE_BYTES, Gateway, GatewayError, GatewayOptions, ServiceOptions,

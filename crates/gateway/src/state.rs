@@ -9,7 +9,7 @@ use std::time::Duration;
 use prost_reflect::{DescriptorPool, MethodDescriptor};
 use switchyard_transcode::{JsonOptions, RouteTable};
 
-use crate::call::Handlers;
+use crate::call::{Authenticator, Handlers};
 use crate::gateway::{GatewayOptions, ServiceOptions};
 use crate::metrics::Metrics;
 
@@ -24,6 +24,8 @@ pub(crate) struct GatewayState {
     pub(crate) openapi: Option<bytes::Bytes>,
     /// Unary methods called in-process (serve); the others go to the inner service.
     pub(crate) handlers: Option<Handlers>,
+    /// Checks the credentials of in-process calls before their bodies are read.
+    pub(crate) authenticator: Option<AuthenticatorFn>,
     /// Where calls are counted; `None` counts nothing (the access line is still written).
     pub(crate) metrics: Option<Arc<Metrics>>,
     pub(crate) services: HashMap<String, ServiceOptions>,
@@ -88,5 +90,15 @@ impl MethodIndex {
 
     pub(crate) fn contains(&self, path: &str) -> bool {
         self.by_path.contains_key(path)
+    }
+}
+
+/// An [`Authenticator`] in the state (a closure has no `Debug` of its own).
+#[derive(Clone)]
+pub(crate) struct AuthenticatorFn(pub(crate) Authenticator);
+
+impl std::fmt::Debug for AuthenticatorFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Authenticator")
     }
 }

@@ -45,6 +45,26 @@ async fn jwt_verifier(
     Ok(Some(std::sync::Arc::new(verifier)))
 }
 
+/// Checks a call's `authorization` before the gateway reads its body; the caller found rides
+/// to the handler in the request's extensions, so each call is authenticated once.
+fn authenticator(core: Core) -> switchyard_gateway::Authenticator {
+    std::sync::Arc::new(move |metadata: &http::HeaderMap| {
+        let core = core.clone();
+        let values: Vec<http::HeaderValue> = metadata
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .cloned()
+            .collect();
+        Box::pin(async move {
+            let values: Vec<&[u8]> = values.iter().map(http::HeaderValue::as_bytes).collect();
+            let caller = switchyard_core::service::authenticate(&core, &values).await?;
+            let mut extensions = tonic::Extensions::default();
+            extensions.insert(caller);
+            Ok(extensions)
+        })
+    })
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub(crate) async fn run(args: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
@@ -114,7 +134,7 @@ pub(crate) async fn run(args: Config) -> anyhow::Result<()> {
     let routes = tonic::service::Routes::new(ManagementServiceServer::new(ManagementService::new(
         core.clone(),
     )))
-    .add_service(UserServiceServer::new(UserService::new(core)))
+    .add_service(UserServiceServer::new(UserService::new(core.clone())))
     .add_service(health)
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha);
@@ -146,6 +166,7 @@ pub(crate) async fn run(args: Config) -> anyhow::Result<()> {
     let gateway = Gateway::new(pool, options)
         .context("build the gateway's routes from the descriptors")?
         .with_handlers(handlers)
+        .with_authenticator(authenticator(core.clone()))
         .with_metrics(std::sync::Arc::clone(&metrics));
     let service = gateway.layer().layer(routes);
     crate::ops::serve(&args, service, probe, metrics).await

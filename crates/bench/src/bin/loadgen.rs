@@ -303,7 +303,7 @@ async fn setup(args: &Args) -> anyhow::Result<()> {
 }
 
 /// `run --addr A --protocol P --token-file F --ids FILE [--connections 16] [--streams 8]
-/// [--warmup 1] [--duration 5] [--server-pid PID] [--clk-tck 100] [--label L]`.
+/// [--warmup 1] [--duration 5] [--server-pid PID[,PID]] [--clk-tck 100] [--label L]`.
 async fn run(args: &Args) -> anyhow::Result<()> {
     let addr = args.get("addr")?.to_owned();
     let protocol = Protocol::parse(args.get("protocol")?)?;
@@ -316,7 +316,12 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let streams: usize = args.num("streams", "8")?;
     let warmup = Duration::from_secs_f64(args.num("warmup", "1")?);
     let duration = Duration::from_secs_f64(args.num("duration", "5")?);
-    let pid: Option<u32> = args.0.get("server-pid").map(|p| p.parse()).transpose()?;
+    // `--server-pid A,B`: the CPU of every process serving the calls (a gateway and its upstream).
+    let pids: Vec<u32> = match args.0.get("server-pid") {
+        Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    let pid = (!pids.is_empty()).then_some(&pids);
     let clk_tck: f64 = args.num("clk-tck", "100")?;
     if ids.len() < connections * streams {
         bail!(
@@ -364,9 +369,14 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     // The server's CPU time over exactly the measured window.
     tokio::time::sleep_until(measure_from.into()).await;
-    let cpu_before = pid.map(cpu_ticks).transpose()?;
+    let ticks = |pids: &Vec<u32>| {
+        pids.iter()
+            .map(|&p| cpu_ticks(p))
+            .sum::<anyhow::Result<u64>>()
+    };
+    let cpu_before = pid.map(ticks).transpose()?;
     tokio::time::sleep_until(measure_until.into()).await;
-    let cpu_after = pid.map(cpu_ticks).transpose()?;
+    let cpu_after = pid.map(ticks).transpose()?;
 
     let (mut ok, mut errors, mut latencies) = (0u64, 0u64, Vec::new());
     while let Some(done) = workers.join_next().await {
@@ -500,6 +510,18 @@ fn report(args: &Args) -> anyhow::Result<()> {
             "Switchyard Connect proto (h2)",
             "sy-grpc",
             "—",
+        ),
+        (
+            "gw-grpc",
+            "switchyard gateway + raw tonic, gRPC passthrough (CPU: both)",
+            "tonic-grpc",
+            ">= 0.5",
+        ),
+        (
+            "gw-rest-h1",
+            "switchyard gateway + raw tonic, REST HTTP/1.1 (CPU: both)",
+            "hyper-h1",
+            ">= 0.2",
         ),
     ];
     println!(

@@ -71,31 +71,51 @@ pub(crate) fn invalid_field(message: &str, field: &str, rule: &str) -> Status {
     Status::invalid_argument(format!("invalid {message}.{field}: {rule}"))
 }
 
-/// Authenticates a request from its `authorization` metadata.
+/// Authenticates a request from its `authorization` metadata — or takes the caller the
+/// gateway already authenticated before reading the body (see [`authenticate`]).
 async fn caller<T>(core: &Core, request: &tonic::Request<T>) -> Result<Caller, Status> {
-    // Two credentials are ambiguous: which one a proxy or a cache keyed on the first value
-    // checked is not the one we would use. Refuse rather than pick.
-    if request
+    if let Some(caller) = request.extensions().get::<Caller>() {
+        return Ok(caller.clone());
+    }
+    let values: Vec<&[u8]> = request
         .metadata()
         .get_all("authorization")
         .iter()
-        .nth(1)
-        .is_some()
-    {
+        .map(|v| v.as_bytes())
+        .collect();
+    authenticate(core, &values).await
+}
+
+/// Authenticates a caller from every value of its `authorization` header (none, one, or —
+/// refused — several). The gateway calls this before it reads a request's body, so that a
+/// call without valid credentials is refused without parsing anything it sent.
+///
+/// # Errors
+///
+/// UNAUTHENTICATED for no, an unknown, an inactive or an ambiguous credential.
+pub async fn authenticate(core: &Core, authorization: &[&[u8]]) -> Result<Caller, Status> {
+    // Two credentials are ambiguous: which one a proxy or a cache keyed on the first value
+    // checked is not the one we would use. Refuse rather than pick.
+    if authorization.len() > 1 {
         return Err(to_status(&DomainError::unauthenticated(
             // Ours (ZITADEL has no such check): SY- marks the ids Switchyard introduced.
             "SY-AUTH-2HDR",
             "more than one authorization header",
         )));
     }
-    let header = match request.metadata().get("authorization") {
+    let header = match authorization.first() {
         None => None,
-        Some(value) => Some(value.to_str().map_err(|_| {
-            to_status(&DomainError::unauthenticated(
-                "AUTH-7fs1e",
-                "auth header is not valid ASCII",
-            ))
-        })?),
+        Some(value) => Some(
+            std::str::from_utf8(value)
+                .ok()
+                .filter(|v| v.is_ascii())
+                .ok_or_else(|| {
+                    to_status(&DomainError::unauthenticated(
+                        "AUTH-7fs1e",
+                        "auth header is not valid ASCII",
+                    ))
+                })?,
+        ),
     };
     core.authenticate(header).await.map_err(Status::from)
 }

@@ -21,8 +21,16 @@ use tonic::metadata::MetadataMap;
 use super::Reply;
 
 /// The type-erased form of one unary handler.
-pub(crate) type UnaryHandler =
-    Arc<dyn Fn(HeaderMap, Bytes) -> BoxFuture<'static, Result<Reply, Status>> + Send + Sync>;
+pub(crate) type UnaryHandler = Arc<
+    dyn Fn(HeaderMap, tonic::Extensions, Bytes) -> BoxFuture<'static, Result<Reply, Status>>
+        + Send
+        + Sync,
+>;
+
+/// Authenticates the caller of an in-process call from its request metadata, before the body
+/// is read; what it returns (the caller, say) reaches the handler in the request's extensions.
+pub type Authenticator =
+    Arc<dyn Fn(&HeaderMap) -> BoxFuture<'static, Result<tonic::Extensions, Status>> + Send + Sync>;
 
 /// Unary handlers called in-process, by gRPC path (`/pkg.Service/Method`).
 ///
@@ -65,33 +73,35 @@ impl Handlers {
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>> + Send + 'static,
     {
         let handler = Arc::new(handler);
-        let erased: UnaryHandler = Arc::new(move |metadata: HeaderMap, message: Bytes| {
-            let request = Req::decode(message).map(|message| {
-                tonic::Request::from_parts(
-                    MetadataMap::from_headers(metadata),
-                    tonic::Extensions::default(),
-                    message,
-                )
-            });
-            let handler = Arc::clone(&handler);
-            Box::pin(async move {
-                let request = request.map_err(|e| {
-                    Status::invalid_argument(format!(
-                        "the request is not a valid {} message: {e}",
-                        std::any::type_name::<Req>()
-                            .rsplit("::")
-                            .next()
-                            .unwrap_or_default()
-                    ))
-                })?;
-                let (metadata, message, _extensions) = handler(request).await?.into_parts();
-                Ok(Reply {
-                    headers: metadata.into_headers(),
-                    message: Bytes::from(message.encode_to_vec()),
-                    trailers: HeaderMap::new(),
+        let erased: UnaryHandler = Arc::new(
+            move |metadata: HeaderMap, extensions: tonic::Extensions, message: Bytes| {
+                let request = Req::decode(message).map(|message| {
+                    tonic::Request::from_parts(
+                        MetadataMap::from_headers(metadata),
+                        extensions,
+                        message,
+                    )
+                });
+                let handler = Arc::clone(&handler);
+                Box::pin(async move {
+                    let request = request.map_err(|e| {
+                        Status::invalid_argument(format!(
+                            "the request is not a valid {} message: {e}",
+                            std::any::type_name::<Req>()
+                                .rsplit("::")
+                                .next()
+                                .unwrap_or_default()
+                        ))
+                    })?;
+                    let (metadata, message, _extensions) = handler(request).await?.into_parts();
+                    Ok(Reply {
+                        headers: metadata.into_headers(),
+                        message: Bytes::from(message.encode_to_vec()),
+                        trailers: HeaderMap::new(),
+                    })
                 })
-            })
-        });
+            },
+        );
         self.unary.insert(path.into(), erased);
         self
     }
@@ -137,7 +147,7 @@ mod tests {
         let mut metadata = HeaderMap::new();
         metadata.insert("x-who", http::HeaderValue::from_static("me"));
         let request = prost::Message::encode_to_vec(&"hi".to_owned());
-        let reply = handler(metadata, Bytes::from(request)).await;
+        let reply = handler(metadata, tonic::Extensions::default(), Bytes::from(request)).await;
         let reply = reply.unwrap_or_else(|s| panic!("{s:?}"));
         let answer: String = prost::Message::decode(reply.message).unwrap_or_default();
         assert_eq!(answer, "me:hi");
@@ -153,7 +163,12 @@ mod tests {
         let Some(handler) = handlers.unary_handler("/a.B/C") else {
             panic!("handler missing");
         };
-        let got = handler(HeaderMap::new(), Bytes::from_static(b"\x0a\x05ab")).await;
+        let got = handler(
+            HeaderMap::new(),
+            tonic::Extensions::default(),
+            Bytes::from_static(b"\x0a\x05ab"),
+        )
+        .await;
         assert_eq!(
             got.err().map(|s| s.code()),
             Some(tonic::Code::InvalidArgument)

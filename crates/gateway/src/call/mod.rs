@@ -29,7 +29,7 @@ use prost_reflect::MethodDescriptor;
 use tonic::Status;
 use tower::Service;
 
-pub use handlers::Handlers;
+pub use handlers::{Authenticator, Handlers};
 
 use crate::BoxError;
 use crate::state::GatewayState;
@@ -78,7 +78,7 @@ pub(crate) struct StreamReply {
 }
 
 /// Runs a unary call with its deadline: in-process when a handler is registered for the
-/// path, else through `inner`.
+/// path (with `extensions`, what the authenticator found), else through `inner`.
 ///
 /// # Errors
 ///
@@ -89,6 +89,7 @@ pub(crate) async fn unary<S, B>(
     inner: S,
     call: &Call,
     metadata: HeaderMap,
+    extensions: tonic::Extensions,
     message: Bytes,
 ) -> Result<Reply, Status>
 where
@@ -108,7 +109,7 @@ where
             .as_ref()
             .and_then(|h| h.unary_handler(&call.path))
         {
-            Some(handler) => handler(metadata, message).await?,
+            Some(handler) => handler(metadata, extensions, message).await?,
             None => {
                 upstream::unary(inner, &call.path, call.timeout, metadata, message, limit).await?
             }
@@ -159,4 +160,28 @@ where
 /// The status of a call whose deadline passed.
 pub(crate) fn deadline_exceeded() -> Status {
     Status::deadline_exceeded("deadline exceeded")
+}
+
+/// Authenticates an in-process call before its body is read, when an authenticator is set:
+/// the extensions its handler gets. Calls that go through the inner service authenticate there.
+///
+/// # Errors
+///
+/// The authenticator's status (UNAUTHENTICATED).
+pub(crate) async fn authenticate(
+    state: &GatewayState,
+    call: &Call,
+    metadata: &HeaderMap,
+) -> Result<tonic::Extensions, Status> {
+    match &state.authenticator {
+        Some(authenticate)
+            if state
+                .handlers
+                .as_ref()
+                .is_some_and(|h| h.contains(&call.path)) =>
+        {
+            (authenticate.0)(metadata).await
+        }
+        _ => Ok(tonic::Extensions::default()),
+    }
 }

@@ -207,6 +207,12 @@ where
             Err(status) => fail(observer, Stage::Call, status),
         };
     }
+    // Credentials before the body: a caller without them gets UNAUTHENTICATED, not a parse
+    // error about what it sent.
+    let extensions = match call::authenticate(state, &call, &metadata).await {
+        Ok(extensions) => extensions,
+        Err(status) => return fail(observer, Stage::Request, status),
+    };
     let message = match protocol
         .decode_request(state, &call, &head, &parts, body)
         .await
@@ -214,7 +220,7 @@ where
         Ok(message) => message,
         Err(status) => return fail(observer, Stage::Request, status),
     };
-    let answer = match call::unary(state, inner, &call, metadata, message).await {
+    let answer = match call::unary(state, inner, &call, metadata, extensions, message).await {
         Ok(reply) => protocol.encode_response(state, &call, &head, reply),
         Err(status) => Err(status),
     };
