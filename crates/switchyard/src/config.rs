@@ -222,7 +222,7 @@ config_section! {
         /// `text` (human-readable) or `json` (one object per line).
         format: LogFormat = LogFormat::Text,
         /// Which events to log, as `RUST_LOG` would say it (`RUST_LOG` wins when set); access
-        /// lines are at target `switchyard::access`, handler calls at `switchyard::call`.
+        /// lines (one per call) are at target `switchyard::access`.
         filter: String = "info".to_owned(),
     }
 }

@@ -3,15 +3,12 @@
 //!
 //! This module owns the one `DomainError -> tonic::Status` mapping: the message is
 //! `<text> (<id>)` and the details carry `zitadel.v1.ErrorDetail { id, message }` in a
-//! `google.rpc.Status`, as ZITADEL answers. It also logs every call once, whatever protocol
-//! the gateway received it over.
+//! `google.rpc.Status`, as ZITADEL answers. Calls are logged by the gateway's call observer (one
+//! access line per call), not here.
 
 mod convert;
 mod management;
 mod user_v2;
-
-use std::future::Future;
-use std::time::Instant;
 
 use prost::Message;
 use switchyard_proto::google::rpc::Status as RpcStatus;
@@ -151,28 +148,6 @@ async fn org_domains<'a>(
         }
     }
     Ok(domains)
-}
-
-/// Runs one handler and logs its outcome once: method, gRPC code, duration.
-async fn observe<T, F>(method: &'static str, handler: F) -> Result<tonic::Response<T>, Status>
-where
-    F: Future<Output = Result<T, Status>>,
-{
-    let started = Instant::now();
-    let result = handler.await;
-    let micros = started.elapsed().as_micros() as u64;
-    match &result {
-        Ok(_) => tracing::info!(target: "switchyard::call", method, code = "OK", micros, "call"),
-        Err(status) => tracing::info!(
-            target: "switchyard::call",
-            method,
-            code = ?status.code(),
-            message = status.message(),
-            micros,
-            "call"
-        ),
-    }
-    result.map(tonic::Response::new)
 }
 
 #[cfg(test)]
