@@ -62,26 +62,14 @@ fn unauthenticated(message: &str) -> DomainError {
     DomainError::unauthenticated("AUTH-7fs1e", message)
 }
 
-/// Resolves the `authorization` header value to a caller.
+/// Resolves the `authorization` header value to a caller, answering personal access tokens
+/// from `cache` when it holds them and filling it otherwise (see [`cache`] for how stale an
+/// answer can be).
 ///
 /// # Errors
 /// UNAUTHENTICATED for a missing, malformed, unknown or expired token, or a token of a user
 /// who is not active; INTERNAL if the store fails.
 pub async fn authenticate(
-    store: &dyn EventStore,
-    jwt: Option<&jwt::JwtVerifier>,
-    authorization: Option<&str>,
-    now_us: i64,
-) -> Result<Caller, DomainError> {
-    authenticate_cached(store, jwt, None, authorization, now_us).await
-}
-
-/// As [`authenticate`], answering personal access tokens from `cache` when it holds them and
-/// filling it otherwise (see [`cache`] for how stale an answer can be).
-///
-/// # Errors
-/// As [`authenticate`].
-pub async fn authenticate_cached(
     store: &dyn EventStore,
     jwt: Option<&jwt::JwtVerifier>,
     cache: Option<&cache::TokenCache>,

@@ -100,7 +100,7 @@ impl Core {
         &self,
         authorization: Option<&str>,
     ) -> Result<crate::auth::Caller, DomainError> {
-        crate::auth::authenticate_cached(
+        crate::auth::authenticate(
             self.store(),
             self.jwt.as_deref(),
             Some(&self.tokens),
