@@ -473,3 +473,73 @@ async fn admin_recover_issues_a_new_owner_token_offline() {
     drop(server);
     drop(tmp);
 }
+
+#[tokio::test]
+async fn json_with_a_duplicate_field_or_an_out_of_range_integer_is_invalid_argument() {
+    let server = Server::start();
+    let client = reqwest::Client::new();
+    let cases = [
+        (
+            r#"{"query":{"limit":1},"query":{"limit":2}}"#,
+            "field query is given twice",
+        ),
+        (
+            r#"{"sortingColumn":"USER_FIELD_NAME_USER_NAME","sorting_column":"USER_FIELD_NAME_EMAIL"}"#,
+            r#"(as "sortingColumn" and "sorting_column")"#,
+        ),
+        (
+            r#"{"query":{"offset":18446744073709551616}}"#,
+            "field query.offset: 18446744073709552000 is out of range for uint64",
+        ),
+        (
+            r#"{"query":{"limit":4294967296}}"#,
+            "field query.limit: 4294967296 is out of range for uint32",
+        ),
+        (
+            r#"{"queries":[{"userNameQuery":{"userName":"a"},"emailQuery":{"emailAddress":"b"}}]}"#,
+            "are both set",
+        ),
+    ];
+    for (body, want) in cases {
+        // REST and Connect (JSON) share the reader.
+        for (url, connect) in [
+            (format!("{}/v2/users", server.url()), false),
+            (
+                format!("{}/zitadel.user.v2.UserService/ListUsers", server.url()),
+                true,
+            ),
+        ] {
+            let mut request = client
+                .post(&url)
+                .header("authorization", server.bearer())
+                .header("content-type", "application/json")
+                .body(body);
+            if connect {
+                request = request.header("connect-protocol-version", "1");
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{url} {body}");
+            let error: Value = response.json().await.unwrap();
+            let code_ok = if connect {
+                error["code"] == "invalid_argument"
+            } else {
+                error["code"] == 3
+            };
+            assert!(code_ok, "{url} {body}: {error}");
+            let message = error["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains(want),
+                "{url} {body}: {message} lacks {want}"
+            );
+        }
+    }
+    // The same query once is fine.
+    let response = client
+        .post(format!("{}/v2/users", server.url()))
+        .header("authorization", server.bearer())
+        .json(&serde_json::json!({ "query": { "limit": 1 } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}

@@ -89,6 +89,9 @@ pub fn parse_message(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(DynamicMessage::new(desc));
     }
+    // protojson's strictness first (duplicate fields, integer ranges), then the conversion.
+    strict::check_message(&desc, &mut serde_json::Deserializer::from_slice(body))
+        .map_err(TranscodeError::InvalidJson)?;
     let mut de = serde_json::Deserializer::from_slice(body);
     let msg = DynamicMessage::deserialize_with_options(desc, &mut de, &opts.deserialize_options())
         .map_err(TranscodeError::InvalidJson)?;
@@ -115,8 +118,10 @@ pub(crate) fn parse_field(
         let msg = parse_message(desc, body, opts)?;
         return Ok(Some(prost_reflect::Value::Message(msg)));
     }
-    // Scalars, lists and maps: parse once to keep serde_json's position on
-    // syntax errors, then let prost-reflect convert `{"field": <body>}`.
+    // Scalars, lists and maps: check and parse once to keep serde_json's position
+    // on errors, then let prost-reflect convert `{"field": <body>}`.
+    strict::check_field(field, &mut serde_json::Deserializer::from_slice(body))
+        .map_err(TranscodeError::InvalidJson)?;
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(TranscodeError::InvalidJson)?;
     let mut wrapper = serde_json::Map::new();
@@ -277,6 +282,7 @@ fn to_json_value(
 
 #[path = "json/ser.rs"]
 mod ser;
+mod strict;
 
 #[cfg(test)]
 #[path = "json/tests.rs"]

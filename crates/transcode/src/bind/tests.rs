@@ -106,12 +106,13 @@ fn decode_request_table() {
             r#"{"reason":"x","nope":1}"#,
             r#"{"id":"7","reason":"x"}"#,
         ),
-        ok(
+        // A field named twice (by its JSON and its proto name) is refused, as protojson does.
+        err(
             "PATCH",
             "/v1/shelves/s/books/1",
             None,
             r#"{"allowMissing":true,"book":{"pageCount":3,"page_count":4}}"#,
-            r#"{"book":{"id":"1","shelf":"s","page_count":4},"allow_missing":true}"#,
+            r#"invalid JSON body: field book.pageCount is given twice (as "pageCount" and "page_count") at line 1 column 55"#,
         ),
         // With body "*", the query string is not read.
         ok(

@@ -178,3 +178,125 @@ fn parse_message_table() {
         }
     }
 }
+
+#[test]
+fn strict_json_table() {
+    struct StrictCase {
+        message: &'static str,
+        input: &'static str,
+        /// `None`: accepted; else a piece of the error.
+        want_err: Option<&'static str>,
+    }
+    let ok = |message, input| StrictCase {
+        message,
+        input,
+        want_err: None,
+    };
+    let err = |message, input, want| StrictCase {
+        message,
+        input,
+        want_err: Some(want),
+    };
+    const LIST: &str = "example.v1.ListBooksRequest";
+    const BOOK: &str = "example.v1.Book";
+    const CREATE: &str = "example.v1.CreateBookRequest";
+    let cases = [
+        // Duplicates, by either name.
+        err(
+            LIST,
+            r#"{"pageSize":1,"pageSize":2}"#,
+            "field pageSize is given twice",
+        ),
+        err(
+            LIST,
+            r#"{"pageSize":1,"page_size":2}"#,
+            r#"(as "pageSize" and "page_size")"#,
+        ),
+        err(
+            CREATE,
+            r#"{"book":{"title":"a","title":"b"}}"#,
+            "field book.title is given twice",
+        ),
+        err(
+            LIST,
+            r#"{"filter":{"author":"a"},"filter":{}}"#,
+            "field filter is given twice",
+        ),
+        err(
+            LIST,
+            r#"{"labels":{"a":"1","a":"2"}}"#,
+            r#"field labels: map key "a" is given twice"#,
+        ),
+        ok(LIST, r#"{"labels":{"a":"1","b":"2"},"pageSize":3}"#),
+        // Unknown keys are not checked here (ignored by default).
+        ok(LIST, r#"{"nope":1,"nope":2}"#),
+        // Integer ranges: numbers, strings, floats, list elements.
+        ok(BOOK, r#"{"isbn":"18446744073709551615"}"#),
+        ok(BOOK, r#"{"isbn":18446744073709551615}"#),
+        err(
+            BOOK,
+            r#"{"isbn":18446744073709551616}"#,
+            "field isbn: 18446744073709552000 is out of range for uint64",
+        ),
+        err(
+            BOOK,
+            r#"{"isbn":"18446744073709551616"}"#,
+            "out of range for uint64",
+        ),
+        err(
+            BOOK,
+            r#"{"isbn":-1}"#,
+            "field isbn: -1 is out of range for uint64",
+        ),
+        err(
+            BOOK,
+            r#"{"id":9223372036854775808}"#,
+            "field id: 9223372036854775808 is out of range for int64",
+        ),
+        ok(BOOK, r#"{"id":-9223372036854775808}"#),
+        err(
+            BOOK,
+            r#"{"pageCount":2147483648}"#,
+            "field pageCount: 2147483648 is out of range for int32",
+        ),
+        ok(BOOK, r#"{"pageCount":-2147483648}"#),
+        err(BOOK, r#"{"pageCount":1e10}"#, "out of range for int32"),
+        ok(BOOK, r#"{"pageCount":1e3}"#),
+        err(
+            LIST,
+            r#"{"limit":4294967296}"#,
+            "field limit: 4294967296 is out of range for uint32",
+        ),
+        err(
+            LIST,
+            r#"{"ids":[1,"99999999999999999999"]}"#,
+            "field ids: 99999999999999999999 is out of range for int64",
+        ),
+        err(LIST, r#"{"minPages":2147483648}"#, "out of range for int32"),
+        err(BOOK, r#"{"genre":4294967296}"#, "out of range for enum"),
+        ok(BOOK, r#"{"genre":"GENRE_HISTORY","tags":["a","a"]}"#),
+        // Errors keep serde_json's position.
+        err(BOOK, r#"{"isbn":1,"isbn":2}"#, "at line 1 column"),
+    ];
+    let table = table();
+    for case in cases {
+        let desc = table
+            .pool()
+            .get_message_by_name(case.message)
+            .expect("message");
+        let got = parse_message(desc, case.input.as_bytes(), &JsonOptions::default());
+        match (got, case.want_err) {
+            (Ok(_), None) => {}
+            (Err(e), Some(want)) => {
+                let text = e.to_string();
+                assert!(
+                    text.starts_with("invalid JSON body"),
+                    "{}: {text}",
+                    case.input
+                );
+                assert!(text.contains(want), "{}: {text} lacks {want}", case.input);
+            }
+            (got, want) => panic!("{}: got {got:?}, want error {want:?}", case.input),
+        }
+    }
+}
