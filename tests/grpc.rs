@@ -599,15 +599,31 @@ async fn reflection_lists_the_zitadel_services_and_health_serves() {
 
     let server = Server::start();
     let mut reflection = ServerReflectionClient::new(channel(&server).await);
-    let request = ServerReflectionRequest {
+    let ask = |message| ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
+        message_request: Some(message),
     };
+    // An unknown symbol is answered in-stream (grpc-go's behaviour), and the same stream goes on.
+    let requests = vec![
+        ask(MessageRequest::FileContainingSymbol(
+            "no.such.Service".into(),
+        )),
+        ask(MessageRequest::ListServices(String::new())),
+        ask(MessageRequest::FileContainingSymbol(
+            "grpc.health.v1.Health".into(),
+        )),
+    ];
     let mut responses = reflection
-        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .server_reflection_info(tokio_stream::iter(requests))
         .await
         .expect("reflection")
         .into_inner();
+    let unknown = responses.next().await.expect("an answer").expect("ok");
+    let Some(MessageResponse::ErrorResponse(error)) = unknown.message_response else {
+        panic!("expected an error_response, got {unknown:?}");
+    };
+    assert_eq!(error.error_code, tonic::Code::NotFound as i32, "{error:?}");
+    assert!(error.error_message.contains("no.such.Service"), "{error:?}");
     let response = responses.next().await.expect("one response").expect("ok");
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
         panic!("expected a service list");
@@ -616,9 +632,18 @@ async fn reflection_lists_the_zitadel_services_and_health_serves() {
     for want in [
         "zitadel.management.v1.ManagementService",
         "zitadel.user.v2.UserService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
     ] {
         assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
     }
+    let health_file = responses.next().await.expect("a third answer").expect("ok");
+    let Some(MessageResponse::FileDescriptorResponse(files)) = health_file.message_response else {
+        panic!("expected the health descriptor, got {health_file:?}");
+    };
+    let file = prost_types::FileDescriptorProto::decode(files.file_descriptor_proto[0].as_slice())
+        .expect("a FileDescriptorProto");
+    assert_eq!(file.package(), "grpc.health.v1");
 
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel(&server).await);
     let reply = health

@@ -250,3 +250,57 @@ fn openapi_document_drives_a_client() {
         "{result}"
     );
 }
+
+/// `buf curl` (npm `@bufbuild/buf`) over gRPC with server reflection: it lists every service,
+/// health included, and calls `grpc.health.v1.Health/Check` and a ZITADEL method described only
+/// by reflection.
+#[test]
+fn buf_curl_describes_every_service_by_reflection() {
+    let (_, dir) = node();
+    let buf = dir.join("node_modules/.bin/buf");
+    assert!(buf.exists(), "{} is missing; {SETUP_HINT}", buf.display());
+    let server = Server::start();
+    let url = server.url();
+    let curl = |args: &[&str]| {
+        let mut command = Command::new(&buf);
+        command
+            .arg("curl")
+            .args(["--protocol", "grpc", "--http2-prior-knowledge"])
+            .args(args);
+        let run = run_with_deadline(&mut command, &format!("buf curl {args:?}"), SCRIPT_DEADLINE);
+        assert!(
+            run.success,
+            "buf curl {args:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            run.stdout, run.stderr
+        );
+        run.stdout
+    };
+    let services = curl(&["--list-services", &url]);
+    for want in [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "zitadel.management.v1.ManagementService",
+        "zitadel.user.v2.UserService",
+    ] {
+        assert!(
+            services.lines().any(|l| l.trim() == want),
+            "{want} not in\n{services}"
+        );
+    }
+    let health = curl(&[
+        "-d",
+        r#"{"service":""}"#,
+        &format!("{url}/grpc.health.v1.Health/Check"),
+    ]);
+    let health: Value = serde_json::from_str(&health).expect("JSON");
+    assert_eq!(health["status"], "SERVING", "{health}");
+    let org = curl(&[
+        "-H",
+        &format!("authorization: {}", server.bearer()),
+        "-d",
+        "{}",
+        &format!("{url}/zitadel.management.v1.ManagementService/GetMyOrg"),
+    ]);
+    let org: Value = serde_json::from_str(&org).expect("JSON");
+    assert_eq!(org["org"]["name"], "ZITADEL", "{org}");
+}

@@ -9,6 +9,7 @@ mod handlers;
 mod import_cmd;
 mod openapi_cmd;
 mod ops;
+mod reflection;
 mod serve;
 mod store;
 

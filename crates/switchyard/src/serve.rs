@@ -120,14 +120,10 @@ pub(crate) async fn run(args: Config) -> anyhow::Result<()> {
     health_reporter
         .set_serving::<UserServiceServer<UserService>>()
         .await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(switchyard_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("build reflection v1")?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(switchyard_proto::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .context("build reflection v1alpha")?;
+    // Reflection lists health and itself too, and answers unknown symbols in-stream.
+    let reflected = crate::reflection::pool().context("reflection descriptors")?;
+    let reflection_v1 = crate::reflection::v1::server(reflected.clone());
+    let reflection_v1alpha = crate::reflection::v1alpha::server(reflected);
 
     let probe = crate::ops::store_probe(core.clone());
     let handlers = crate::handlers::handlers(&core);
