@@ -144,22 +144,36 @@ pub(crate) fn next_user_event(
 /// Maps a store failure to the domain error a client sees. Conflicts that survive every retry
 /// and backend faults are not the caller's fault.
 pub(crate) fn store_error(e: StoreError) -> DomainError {
+    use crate::store::Constraint;
     match e {
+        // As ZITADEL: every unique constraint is `V3-DKcYh`, each with its own message.
         StoreError::UniqueViolation {
-            constraint: "username",
+            constraint: Constraint::UserName,
         } => DomainError::new(ErrorKind::AlreadyExists, "V3-DKcYh", "User already exists"),
-        StoreError::UniqueViolation { .. } => DomainError::new(
+        StoreError::UniqueViolation {
+            constraint: Constraint::OrgName,
+        } => DomainError::new(
             ErrorKind::AlreadyExists,
             "V3-DKcYh",
             "Organisation already exists",
+        ),
+        StoreError::UniqueViolation {
+            constraint: Constraint::Token,
+        } => DomainError::new(
+            ErrorKind::AlreadyExists,
+            "V3-DKcYh",
+            "Personal access token already exists",
         ),
         StoreError::VersionConflict { .. } => DomainError::new(
             ErrorKind::Unavailable,
             "SY-STORE-BUSY",
             "The object is being changed concurrently; try again",
         ),
-        StoreError::Backend(detail) => {
-            tracing::error!(%detail, "store failure");
+        StoreError::Backend { context, source } => {
+            match source {
+                Some(source) => tracing::error!(%context, %source, "store failure"),
+                None => tracing::error!(%context, "store failure"),
+            }
             DomainError::internal("SY-STORE", "Internal error")
         }
     }

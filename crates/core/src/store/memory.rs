@@ -16,7 +16,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 
 use super::query::{TextMatch, TextMethod, UserFilter, UserQuery, UserSort};
-use super::{Commit, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage};
+use super::{
+    Commit, Constraint, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage,
+};
 use crate::domain::org::{MemberScope, Membership, Org};
 use crate::domain::token::PersonalAccessToken;
 use crate::domain::user::{User, UserState};
@@ -67,7 +69,7 @@ impl Interner {
             return Ok(id);
         }
         let id = u32::try_from(self.names.len())
-            .map_err(|_| StoreError::Backend("too many distinct names in memory".into()))?;
+            .map_err(|_| StoreError::backend("too many distinct names in memory"))?;
         let name: Arc<str> = name.into();
         self.names.push(Arc::clone(&name));
         self.ids.insert(name, id);
@@ -188,7 +190,7 @@ impl State {
             });
         }
         u32::try_from(self.events.len() + interned.len())
-            .map_err(|_| StoreError::Backend("event log full".into()))?;
+            .map_err(|_| StoreError::backend("event log full"))?;
         for event in interned {
             let index = self.events.len() as u32;
             let (aggregate, sequence) = (event.aggregate_id, event.sequence);
@@ -206,7 +208,7 @@ impl State {
         let payload = match &e.payload {
             None => serde_json::Value::Object(serde_json::Map::new()),
             Some(text) => serde_json::from_str(text)
-                .map_err(|err| StoreError::Backend(format!("decode payload: {err}")))?,
+                .map_err(|err| StoreError::backend(format!("decode payload: {err}")))?,
         };
         Ok(StoredEvent {
             position: index as i64 + 1,
@@ -341,7 +343,7 @@ impl State {
                         .is_some_and(|owner| *owner != user.id)
                 {
                     return Err(StoreError::UniqueViolation {
-                        constraint: "username",
+                        constraint: Constraint::UserName,
                     });
                 }
                 // As the SQL upsert: the creation time of an existing row stays.
@@ -358,7 +360,7 @@ impl State {
                 changed_us,
             } => {
                 let mut user = self.users.get(id).cloned().ok_or_else(|| {
-                    StoreError::Backend(format!("no user row {id} to set the state of"))
+                    StoreError::backend(format!("no user row {id} to set the state of"))
                 })?;
                 user.state = *state;
                 user.sequence = *sequence;
@@ -372,7 +374,7 @@ impl State {
                     .is_some_and(|owner| *owner != org.id)
                 {
                     return Err(StoreError::UniqueViolation {
-                        constraint: "org_name",
+                        constraint: Constraint::OrgName,
                     });
                 }
                 let mut row = org.clone();
@@ -392,14 +394,13 @@ impl State {
                 Undo::Member(user_id.clone(), key, old)
             }
             ProjectionWrite::Token(token) => {
-                // A plain INSERT in the SQL backends: a taken id or hash is a backend error.
+                // As the SQL backends' unique id and hash.
                 if self.tokens.contains_key(&token.id)
                     || self.token_hashes.contains_key(&token.hash)
                 {
-                    return Err(StoreError::Backend(format!(
-                        "token {} or its hash is already stored",
-                        token.id
-                    )));
+                    return Err(StoreError::UniqueViolation {
+                        constraint: Constraint::Token,
+                    });
                 }
                 Undo::Token(
                     token.id.clone(),

@@ -109,8 +109,46 @@ pub struct LogEntry {
     pub event: StoredEvent,
 }
 
+/// A unique value of the projections, as a backend reports it taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Constraint {
+    /// A user name (case-insensitive, among users that are not deleted).
+    UserName,
+    /// An org name (case-insensitive).
+    OrgName,
+    /// A token's id or its secret's hash.
+    Token,
+}
+
+impl Constraint {
+    /// The PostgreSQL constraint (or unique index) behind it, by name; `None` for a name that
+    /// is not one of ours.
+    pub fn from_postgres_name(name: &str) -> Option<Self> {
+        match name {
+            "users_username_key" => Some(Self::UserName),
+            "orgs_name_key" => Some(Self::OrgName),
+            "tokens_pkey" | "tokens_hash_key" => Some(Self::Token),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Constraint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::UserName => "user name",
+            Self::OrgName => "org name",
+            Self::Token => "token",
+        })
+    }
+}
+
+/// The driver error under a [`StoreError::Backend`]; shared, so that one failed batch can
+/// answer each of its commits with it.
+pub type BackendSource = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
 /// What can go wrong in a store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Another writer appended to the aggregate first: re-read and decide again.
     #[error("version conflict on {aggregate_id}: sequence {sequence} is taken")]
@@ -123,12 +161,40 @@ pub enum StoreError {
     /// A unique projection value is taken.
     #[error("unique value taken: {constraint}")]
     UniqueViolation {
-        /// Which constraint: `username` or `org_name`.
-        constraint: &'static str,
+        /// Which one.
+        constraint: Constraint,
     },
-    /// The backend failed (I/O, corruption, a bug).
-    #[error("store backend: {0}")]
-    Backend(String),
+    /// The backend failed (I/O, corruption, a bug): what was being done, and the driver's
+    /// error when there is one.
+    #[error("store backend: {context}")]
+    Backend {
+        /// What failed.
+        context: String,
+        /// The driver's error.
+        #[source]
+        source: Option<BackendSource>,
+    },
+}
+
+impl StoreError {
+    /// A backend failure without a driver error (bad data, a stopped writer).
+    pub fn backend(context: impl Into<String>) -> Self {
+        Self::Backend {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A backend failure caused by the driver's `source`.
+    pub fn driver(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Backend {
+            context: context.into(),
+            source: Some(std::sync::Arc::new(source)),
+        }
+    }
 }
 
 /// The storage contract of the domain. Reads serve from projections, never by replaying events.

@@ -21,7 +21,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement};
 
 use super::query::UserQuery;
-use super::{Commit, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage};
+use super::{
+    Commit, Constraint, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage,
+};
 use crate::domain::org::{MemberScope, Membership, Org};
 use crate::domain::token::PersonalAccessToken;
 use crate::domain::user::{User, UserKind, UserState};
@@ -87,7 +89,7 @@ impl PostgresStore {
     pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = url
             .parse()
-            .map_err(|e| StoreError::Backend(format!("database URL: {e}")))?;
+            .map_err(|e| StoreError::backend(format!("database URL: {e}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -97,7 +99,7 @@ impl PostgresStore {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_')
             {
-                return Err(StoreError::Backend(format!(
+                return Err(StoreError::backend(format!(
                     "schema name {schema:?}: letters, digits and _ only"
                 )));
             }
@@ -114,7 +116,7 @@ impl PostgresStore {
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(2))
             .build()
-            .map_err(|e| StoreError::Backend(format!("connection pool: {e}")))?;
+            .map_err(|e| StoreError::backend(format!("connection pool: {e}")))?;
         migrate(&pool, options.schema.as_deref()).await?;
         let committer = options.group_commit.then(|| {
             let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
@@ -128,12 +130,12 @@ impl PostgresStore {
         self.pool
             .get()
             .await
-            .map_err(|e| StoreError::Backend(format!("database connection: {e}")))
+            .map_err(|e| StoreError::backend(format!("database connection: {e}")))
     }
 }
 
 fn backend(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    StoreError::backend(e.to_string())
 }
 
 /// Maps a constraint failure to the domain's meaning; anything else is a backend error.
@@ -151,17 +153,12 @@ fn classify(e: tokio_postgres::Error, aggregate: Option<(&str, u64)>) -> StoreEr
                         return conflict(aggregate);
                     }
                 }
-                Some("users_username_key") => {
-                    return StoreError::UniqueViolation {
-                        constraint: "username",
-                    };
+                Some(name) => {
+                    if let Some(constraint) = Constraint::from_postgres_name(name) {
+                        return StoreError::UniqueViolation { constraint };
+                    }
                 }
-                Some("orgs_name_key") => {
-                    return StoreError::UniqueViolation {
-                        constraint: "org_name",
-                    };
-                }
-                _ => {}
+                None => {}
             }
         }
         // Two nodes' batches may wait on each other's appends; PostgreSQL breaks the cycle by
@@ -258,7 +255,7 @@ pub(super) async fn prepare_writes(tx: &Transaction<'_>) -> Result<Writes, Store
     let mut next = prepared.into_iter();
     let mut take = || {
         next.next()
-            .ok_or_else(|| StoreError::Backend("statement missing".to_owned()))
+            .ok_or_else(|| StoreError::backend("statement missing".to_owned()))
     };
     Ok(Writes {
         insert_event: take()?,
@@ -336,7 +333,7 @@ async fn write_projection(
                 UserKind::Machine(_) => (false, "", "", "", ""),
             };
             let data = serde_json::to_string(&user.kind)
-                .map_err(|e| StoreError::Backend(format!("encode user data: {e}")))?;
+                .map_err(|e| StoreError::backend(format!("encode user data: {e}")))?;
             let stmt = &writes_with.upsert_user;
             tx.execute(
                 stmt,
@@ -376,7 +373,7 @@ async fn write_projection(
                 .await
                 .map_err(classify)?;
             if changed != 1 {
-                return Err(StoreError::Backend(format!(
+                return Err(StoreError::backend(format!(
                     "no user row {id} to set the state of"
                 )));
             }
@@ -400,7 +397,7 @@ async fn write_projection(
         }
         ProjectionWrite::Member(member) => {
             let roles = serde_json::to_string(&member.roles)
-                .map_err(|e| StoreError::Backend(format!("encode roles: {e}")))?;
+                .map_err(|e| StoreError::backend(format!("encode roles: {e}")))?;
             let stmt = &writes_with.upsert_member;
             tx.execute(stmt, &[&scope_key(&member.scope), &member.user_id, &roles])
                 .await
@@ -444,9 +441,9 @@ fn user_from_row(row: &Row) -> Result<User, StoreError> {
     let data: String = row.try_get(4).map_err(backend)?;
     let sequence: i64 = row.try_get(6).map_err(backend)?;
     let state = UserState::parse(&state)
-        .ok_or_else(|| StoreError::Backend(format!("unknown user state {state:?}")))?;
+        .ok_or_else(|| StoreError::backend(format!("unknown user state {state:?}")))?;
     let kind: UserKind = serde_json::from_str(&data)
-        .map_err(|e| StoreError::Backend(format!("decode user data: {e}")))?;
+        .map_err(|e| StoreError::backend(format!("decode user data: {e}")))?;
     Ok(User {
         id: row.try_get(0).map_err(backend)?,
         resource_owner: row.try_get(1).map_err(backend)?,
@@ -466,7 +463,7 @@ fn token_from_row(row: &Row) -> Result<PersonalAccessToken, StoreError> {
     let stored: Vec<u8> = row.try_get(3).map_err(backend)?;
     let hash: [u8; 32] = stored
         .try_into()
-        .map_err(|_| StoreError::Backend("token hash is not 32 bytes".to_owned()))?;
+        .map_err(|_| StoreError::backend("token hash is not 32 bytes".to_owned()))?;
     Ok(PersonalAccessToken {
         id: row.try_get(0).map_err(backend)?,
         user_id: row.try_get(1).map_err(backend)?,
@@ -502,10 +499,10 @@ impl EventStore for PostgresStore {
             committer
                 .send(Pending { commit, reply })
                 .await
-                .map_err(|_| StoreError::Backend("group committer stopped".to_owned()))?;
+                .map_err(|_| StoreError::backend("group committer stopped".to_owned()))?;
             return answer
                 .await
-                .map_err(|_| StoreError::Backend("group committer stopped".to_owned()))?;
+                .map_err(|_| StoreError::backend("group committer stopped".to_owned()))?;
         }
         let started = std::time::Instant::now();
         let mut client = self.client().await?;
@@ -607,9 +604,9 @@ impl EventStore for PostgresStore {
                 let scope: String = row.try_get(0).map_err(backend)?;
                 let roles: String = row.try_get(1).map_err(backend)?;
                 let scope = parse_scope(&scope)
-                    .ok_or_else(|| StoreError::Backend(format!("bad member scope {scope:?}")))?;
+                    .ok_or_else(|| StoreError::backend(format!("bad member scope {scope:?}")))?;
                 let roles: Vec<String> = serde_json::from_str(&roles)
-                    .map_err(|e| StoreError::Backend(format!("decode roles: {e}")))?;
+                    .map_err(|e| StoreError::backend(format!("decode roles: {e}")))?;
                 Ok(Membership {
                     scope,
                     user_id: user_id.to_owned(),
@@ -657,7 +654,7 @@ impl EventStore for PostgresStore {
                     scope: scope.clone(),
                     user_id: row.try_get(0).map_err(backend)?,
                     roles: serde_json::from_str(&roles)
-                        .map_err(|e| StoreError::Backend(format!("decode roles: {e}")))?,
+                        .map_err(|e| StoreError::backend(format!("decode roles: {e}")))?,
                 })
             })
             .collect()
@@ -773,10 +770,10 @@ impl EventStore for PostgresStore {
             let roles: String = row.try_get(2).map_err(backend)?;
             out.push(ProjectionWrite::Member(Membership {
                 scope: parse_scope(&scope)
-                    .ok_or_else(|| StoreError::Backend(format!("bad member scope {scope:?}")))?,
+                    .ok_or_else(|| StoreError::backend(format!("bad member scope {scope:?}")))?,
                 user_id: row.try_get(1).map_err(backend)?,
                 roles: serde_json::from_str(&roles)
-                    .map_err(|e| StoreError::Backend(format!("decode roles: {e}")))?,
+                    .map_err(|e| StoreError::backend(format!("decode roles: {e}")))?,
             }));
         }
         let tokens = client

@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::query::{TextMatch, TextMethod, UserFilter, UserQuery, UserSort};
-use super::{Commit, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage};
+use super::{
+    Commit, Constraint, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage,
+};
 use crate::domain::org::{MemberScope, Membership, Org};
 use crate::domain::token::PersonalAccessToken;
 use crate::domain::user::{User, UserKind, UserState};
@@ -218,36 +220,40 @@ where
 {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+        .map_err(|e| StoreError::driver("store task failed", e))?
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    StoreError::backend(e.to_string())
 }
 
-/// Maps a constraint failure to the domain's meaning; anything else is a backend error.
-fn classify(e: rusqlite::Error, aggregate: Option<(&str, u64)>) -> StoreError {
-    if let rusqlite::Error::SqliteFailure(code, Some(msg)) = &e
-        && code.code == rusqlite::ErrorCode::ConstraintViolation
+/// What a unique violation of a statement means. The statement decides: each writes a table
+/// where exactly one unique value can be taken (SQLite names the index only in its message
+/// text, which is not an interface).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum OnUnique<'a> {
+    /// Appending this event: the (aggregate, sequence) is taken, a lost race.
+    Conflict(&'a str, u64),
+    /// Writing a row whose only unique value that can clash is this one.
+    Taken(Constraint),
+}
+
+/// Maps a unique violation (by SQLite's extended result code) to the domain's meaning;
+/// anything else is a backend error.
+fn classify(e: rusqlite::Error, on_unique: OnUnique<'_>) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(code, _) = &e
+        && matches!(
+            code.extended_code,
+            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+        )
     {
-        if msg.contains("events.")
-            && let Some((aggregate_id, sequence)) = aggregate
-        {
-            return StoreError::VersionConflict {
+        return match on_unique {
+            OnUnique::Conflict(aggregate_id, sequence) => StoreError::VersionConflict {
                 aggregate_id: aggregate_id.to_owned(),
                 sequence,
-            };
-        }
-        if msg.contains("users.username_key") {
-            return StoreError::UniqueViolation {
-                constraint: "username",
-            };
-        }
-        if msg.contains("orgs.name_key") {
-            return StoreError::UniqueViolation {
-                constraint: "org_name",
-            };
-        }
+            },
+            OnUnique::Taken(constraint) => StoreError::UniqueViolation { constraint },
+        };
     }
     backend(e)
 }
@@ -282,13 +288,13 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<Result<User, StoreError>> {
     let data: String = row.get(4)?;
     let sequence: i64 = row.get(6)?;
     let Some(state) = UserState::parse(&state) else {
-        return Ok(Err(StoreError::Backend(format!(
+        return Ok(Err(StoreError::backend(format!(
             "unknown user state {state:?}"
         ))));
     };
     let kind: UserKind = match serde_json::from_str(&data) {
         Ok(kind) => kind,
-        Err(e) => return Ok(Err(StoreError::Backend(format!("decode user data: {e}")))),
+        Err(e) => return Ok(Err(StoreError::backend(format!("decode user data: {e}")))),
     };
     Ok(Ok(User {
         id: row.get(0)?,
@@ -443,7 +449,7 @@ fn stored_event_from_row(row: &Row<'_>) -> rusqlite::Result<Result<StoredEvent, 
     let payload: String = row.get(4)?;
     let payload = match serde_json::from_str(&payload) {
         Ok(payload) => payload,
-        Err(e) => return Ok(Err(StoreError::Backend(format!("decode payload: {e}")))),
+        Err(e) => return Ok(Err(StoreError::backend(format!("decode payload: {e}")))),
     };
     Ok(Ok(StoredEvent {
         position: row.get(0)?,
@@ -558,9 +564,9 @@ impl EventStore for SqliteStore {
             for row in rows {
                 let (scope, roles) = row.map_err(backend)?;
                 let scope = parse_scope(&scope)
-                    .ok_or_else(|| StoreError::Backend(format!("bad member scope {scope:?}")))?;
+                    .ok_or_else(|| StoreError::backend(format!("bad member scope {scope:?}")))?;
                 let roles: Vec<String> = serde_json::from_str(&roles)
-                    .map_err(|e| StoreError::Backend(format!("decode roles: {e}")))?;
+                    .map_err(|e| StoreError::backend(format!("decode roles: {e}")))?;
                 out.push(Membership {
                     scope,
                     user_id: user_id.clone(),
@@ -615,7 +621,7 @@ impl EventStore for SqliteStore {
             for row in rows {
                 let (user_id, roles) = row.map_err(backend)?;
                 let roles: Vec<String> = serde_json::from_str(&roles)
-                    .map_err(|e| StoreError::Backend(format!("decode roles: {e}")))?;
+                    .map_err(|e| StoreError::backend(format!("decode roles: {e}")))?;
                 out.push(Membership {
                     scope: scope.clone(),
                     user_id,

@@ -154,7 +154,7 @@ pub(crate) async fn user_names_are_unique_until_removed(store: &dyn EventStore) 
         matches!(
             err,
             StoreError::UniqueViolation {
-                constraint: "username"
+                constraint: Constraint::UserName
             }
         ),
         "{err:?}"
@@ -195,7 +195,7 @@ pub(crate) async fn user_names_are_unique_until_removed(store: &dyn EventStore) 
         })
         .await
         .expect_err("no row to update");
-    assert!(matches!(missing, StoreError::Backend(_)), "{missing:?}");
+    assert!(matches!(missing, StoreError::Backend { .. }), "{missing:?}");
     assert!(store.events("u404").await.expect("events").is_empty());
     store
         .commit(add_user(&clash))

@@ -61,7 +61,7 @@ async fn a_failing_write_undoes_the_earlier_ones() {
         matches!(
             err,
             Err(StoreError::UniqueViolation {
-                constraint: "username"
+                constraint: crate::store::Constraint::UserName
             })
         ),
         "{err:?}"

@@ -22,11 +22,9 @@ async fn commit_batch(pool: &Pool, batch: Vec<Pending>) {
     let mut client = match pool.get().await {
         Ok(client) => client,
         Err(e) => {
-            let message = format!("database connection: {e}");
+            let e = StoreError::driver("database connection", e);
             for pending in batch {
-                let _ = pending
-                    .reply
-                    .send(Err(StoreError::Backend(message.clone())));
+                let _ = pending.reply.send(Err(e.clone()));
             }
             return;
         }
@@ -34,11 +32,9 @@ async fn commit_batch(pool: &Pool, batch: Vec<Pending>) {
     let mut tx = match client.transaction().await {
         Ok(tx) => tx,
         Err(e) => {
-            let message = e.to_string();
+            let e = super::backend(e);
             for pending in batch {
-                let _ = pending
-                    .reply
-                    .send(Err(StoreError::Backend(message.clone())));
+                let _ = pending.reply.send(Err(e.clone()));
             }
             return;
         }
@@ -57,11 +53,9 @@ async fn commit_batch(pool: &Pool, batch: Vec<Pending>) {
         }
         Err(e) => {
             // Nothing of the batch is kept: those that had succeeded fail now.
-            let message = e.to_string();
+            let e = super::backend(e);
             for (pending, outcome) in outcomes {
-                let _ = pending
-                    .reply
-                    .send(outcome.and(Err(StoreError::Backend(message.clone()))));
+                let _ = pending.reply.send(outcome.and(Err(e.clone())));
             }
         }
     }

@@ -82,7 +82,7 @@ pub(super) async fn migrate(pool: &Pool, schema: Option<&str>) -> Result<(), Sto
     let mut client = pool
         .get()
         .await
-        .map_err(|e| StoreError::Backend(format!("database connection: {e}")))?;
+        .map_err(|e| StoreError::backend(format!("database connection: {e}")))?;
     let tx = client.transaction().await.map_err(backend)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
@@ -115,7 +115,7 @@ pub(super) async fn migrate(pool: &Pool, schema: Option<&str>) -> Result<(), Sto
         }
         tx.batch_execute(sql)
             .await
-            .map_err(|e| StoreError::Backend(format!("migration {version}: {e}")))?;
+            .map_err(|e| StoreError::backend(format!("migration {version}: {e}")))?;
         tx.execute(
             "INSERT INTO switchyard_migrations (version) VALUES ($1)",
             &[version],

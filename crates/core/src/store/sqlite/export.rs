@@ -82,10 +82,10 @@ pub(super) fn projections(conn: &Connection) -> Result<Vec<ProjectionWrite>, Sto
         let (scope, user_id, roles) = member.map_err(backend)?;
         out.push(ProjectionWrite::Member(Membership {
             scope: parse_scope(&scope)
-                .ok_or_else(|| StoreError::Backend(format!("bad member scope {scope:?}")))?,
+                .ok_or_else(|| StoreError::backend(format!("bad member scope {scope:?}")))?,
             user_id,
             roles: serde_json::from_str(&roles)
-                .map_err(|e| StoreError::Backend(format!("decode roles: {e}")))?,
+                .map_err(|e| StoreError::backend(format!("decode roles: {e}")))?,
         }));
     }
     let mut stmt = conn

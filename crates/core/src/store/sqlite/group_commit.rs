@@ -37,7 +37,7 @@ impl Committer {
         std::thread::Builder::new()
             .name("sqlite-commit".to_owned())
             .spawn(move || run(&writer, &rx))
-            .map_err(|e| StoreError::Backend(format!("start the writer thread: {e}")))?;
+            .map_err(|e| StoreError::backend(format!("start the writer thread: {e}")))?;
         Ok(Self { queue })
     }
 
@@ -46,10 +46,10 @@ impl Committer {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Pending { commit, reply })
-            .map_err(|_| StoreError::Backend("the writer thread stopped".to_owned()))?;
+            .map_err(|_| StoreError::backend("the writer thread stopped".to_owned()))?;
         answer
             .await
-            .map_err(|_| StoreError::Backend("the writer thread stopped".to_owned()))?
+            .map_err(|_| StoreError::backend("the writer thread stopped".to_owned()))?
     }
 }
 
@@ -101,11 +101,7 @@ fn each_in_savepoint(
     started: std::time::Instant,
 ) -> Vec<Result<(), StoreError>> {
     if let Err(e) = exec(conn, "BEGIN") {
-        let message = e.to_string();
-        return batch
-            .iter()
-            .map(|_| Err(StoreError::Backend(message.clone())))
-            .collect();
+        return batch.iter().map(|_| Err(e.clone())).collect();
     }
     let outcomes: Vec<_> = batch
         .iter()
@@ -119,10 +115,9 @@ fn each_in_savepoint(
         Err(e) => {
             rollback(conn);
             // Nothing of the batch is kept: those that had succeeded fail now.
-            let message = e.to_string();
             outcomes
                 .into_iter()
-                .map(|outcome| outcome.and(Err(StoreError::Backend(message.clone()))))
+                .map(|outcome| outcome.and(Err(e.clone())))
                 .collect()
         }
     }

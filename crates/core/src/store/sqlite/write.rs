@@ -7,9 +7,9 @@
 
 use rusqlite::{Connection, params};
 
-use super::{backend, classify, scope_key};
+use super::{OnUnique, backend, classify, scope_key};
 use crate::domain::user::UserKind;
-use crate::store::{Commit, ProjectionWrite, StoreError};
+use crate::store::{Commit, Constraint, ProjectionWrite, StoreError};
 
 const INSERT_EVENT: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, \
     event_type, payload, resource_owner, creator, created_us) \
@@ -137,7 +137,7 @@ pub(super) fn insert_event(
             ])
         })
         .map(|_| ())
-        .map_err(|e| classify(e, Some((aggregate_id, sequence))))
+        .map_err(|e| classify(e, OnUnique::Conflict(aggregate_id, sequence)))
 }
 
 /// Writes one projection row.
@@ -158,7 +158,7 @@ pub(super) fn write_projection(
                 UserKind::Machine(_) => (false, "", "", "", ""),
             };
             let data = serde_json::to_string(&user.kind)
-                .map_err(|e| StoreError::Backend(format!("encode user data: {e}")))?;
+                .map_err(|e| StoreError::backend(format!("encode user data: {e}")))?;
             conn.prepare_cached(UPSERT_USER)
                 .and_then(|mut stmt| {
                     stmt.execute(params![
@@ -180,7 +180,7 @@ pub(super) fn write_projection(
                         user.changed_us,
                     ])
                 })
-                .map_err(|e| classify(e, None))?;
+                .map_err(|e| classify(e, OnUnique::Taken(Constraint::UserName)))?;
         }
         ProjectionWrite::SetUserState {
             id,
@@ -193,9 +193,9 @@ pub(super) fn write_projection(
                 .and_then(|mut stmt| {
                     stmt.execute(params![id, state.as_str(), *sequence as i64, changed_us])
                 })
-                .map_err(|e| classify(e, None))?;
+                .map_err(|e| classify(e, OnUnique::Taken(Constraint::UserName)))?;
             if changed != 1 {
-                return Err(StoreError::Backend(format!(
+                return Err(StoreError::backend(format!(
                     "no user row {id} to set the state of"
                 )));
             }
@@ -213,11 +213,11 @@ pub(super) fn write_projection(
                         org.changed_us,
                     ])
                 })
-                .map_err(|e| classify(e, None))?;
+                .map_err(|e| classify(e, OnUnique::Taken(Constraint::OrgName)))?;
         }
         ProjectionWrite::Member(member) => {
             let roles = serde_json::to_string(&member.roles)
-                .map_err(|e| StoreError::Backend(format!("encode roles: {e}")))?;
+                .map_err(|e| StoreError::backend(format!("encode roles: {e}")))?;
             conn.prepare_cached(UPSERT_MEMBER)
                 .and_then(|mut stmt| {
                     stmt.execute(params![scope_key(&member.scope), member.user_id, roles])
@@ -246,7 +246,7 @@ pub(super) fn write_projection(
                         token.created_us,
                     ])
                 })
-                .map_err(backend)?;
+                .map_err(|e| classify(e, OnUnique::Taken(Constraint::Token)))?;
         }
     }
     Ok(())
