@@ -226,4 +226,6 @@ impl From<StoreError> for Attempt {
 }
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
