@@ -79,6 +79,30 @@ impl EventType {
         }
     }
 
+    /// Every event type.
+    pub const ALL: [Self; 14] = [
+        Self::OrgAdded,
+        Self::OrgMemberAdded,
+        Self::OrgMemberChanged,
+        Self::OrgMemberRemoved,
+        Self::InstanceMemberAdded,
+        Self::HumanAdded,
+        Self::MachineAdded,
+        Self::UserDeactivated,
+        Self::UserReactivated,
+        Self::UserLocked,
+        Self::UserUnlocked,
+        Self::UserRemoved,
+        Self::PersonalAccessTokenAdded,
+        Self::PersonalAccessTokenRemoved,
+    ];
+
+    /// The event type stored under the dotted `name` ([`EventType::as_str`]); `None` for a
+    /// name this version does not know.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
     /// The user state a lifecycle event leads to; `None` for events that don't change it.
     pub fn user_state_after(self) -> Option<UserState> {
         match self {
@@ -111,4 +135,17 @@ pub struct NewEvent {
     pub creator: String,
     /// When it happened (µs since the epoch).
     pub created_us: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_parses_back_from_its_name() {
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(EventType::parse("user.renamed"), None);
+    }
 }

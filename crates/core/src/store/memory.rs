@@ -15,6 +15,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 
+use super::scope::scope_key;
 use super::query::{TextMatch, TextMethod, UserFilter, UserQuery, UserSort};
 use super::{
     Commit, Constraint, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage,
@@ -138,12 +139,6 @@ struct Staged<'a> {
     payload: &'a serde_json::Value,
 }
 
-fn scope_key(scope: &MemberScope) -> String {
-    match scope {
-        MemberScope::Instance => "instance".to_owned(),
-        MemberScope::Org(id) => format!("org:{id}"),
-    }
-}
 
 impl State {
     /// Whether `aggregate_id` already has an event of `aggregate_type` at `sequence`.

@@ -10,6 +10,7 @@ pub mod memory;
 pub mod postgres;
 pub mod query;
 pub mod replay;
+mod scope;
 pub mod sqlite;
 pub mod stats;
 #[cfg(test)]

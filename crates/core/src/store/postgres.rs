@@ -20,6 +20,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement};
 
+use super::scope::{parse_scope, scope_key};
 use super::query::UserQuery;
 use super::{
     Commit, Constraint, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage,
@@ -173,21 +174,7 @@ fn classify(e: tokio_postgres::Error, aggregate: Option<(&str, u64)>) -> StoreEr
     backend(e)
 }
 
-fn scope_key(scope: &MemberScope) -> String {
-    match scope {
-        MemberScope::Instance => "instance".to_owned(),
-        MemberScope::Org(id) => format!("org:{id}"),
-    }
-}
 
-fn parse_scope(key: &str) -> Option<MemberScope> {
-    if key == "instance" {
-        Some(MemberScope::Instance)
-    } else {
-        key.strip_prefix("org:")
-            .map(|id| MemberScope::Org(id.to_owned()))
-    }
-}
 
 /// Appends the events and writes the projections of `commit` inside `tx`.
 /// The statements a commit writes with; [`prepare_writes`] prepares them all up front.

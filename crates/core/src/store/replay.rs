@@ -6,6 +6,7 @@
 //! what events carry: secrets (password hashes, token hashes) never enter an event, so a
 //! replayed user has no password hash, and fields no event names keep their defaults.
 
+use crate::domain::event::EventType;
 use crate::domain::user::{Human, Machine, User, UserKind, UserState};
 use crate::store::StoredEvent;
 
@@ -116,7 +117,9 @@ pub fn replay_user(events: &[StoredEvent]) -> Result<Option<User>, ReplayError> 
                 });
             }
             (event_type, Some(user)) => {
-                if let Some(state) = state_after(event_type) {
+                if let Some(state) =
+                    EventType::parse(event_type).and_then(EventType::user_state_after)
+                {
                     user.state = state;
                 }
                 user.sequence = event.sequence;
@@ -125,17 +128,6 @@ pub fn replay_user(events: &[StoredEvent]) -> Result<Option<User>, ReplayError> 
         }
     }
     Ok(user)
-}
-
-/// The state a user event leads to; `None` for events that keep it (tokens, profile changes).
-fn state_after(event_type: &str) -> Option<UserState> {
-    match event_type {
-        "user.deactivated" => Some(UserState::Inactive),
-        "user.reactivated" | "user.unlocked" => Some(UserState::Active),
-        "user.locked" => Some(UserState::Locked),
-        "user.removed" => Some(UserState::Deleted),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

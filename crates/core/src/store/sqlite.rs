@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row};
 
+use super::scope::{parse_scope, scope_key};
 use super::query::{TextMatch, TextMethod, UserFilter, UserQuery, UserSort};
 use super::{
     Commit, Constraint, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage,
@@ -258,21 +259,7 @@ fn classify(e: rusqlite::Error, on_unique: OnUnique<'_>) -> StoreError {
     backend(e)
 }
 
-fn scope_key(scope: &MemberScope) -> String {
-    match scope {
-        MemberScope::Instance => "instance".to_owned(),
-        MemberScope::Org(id) => format!("org:{id}"),
-    }
-}
 
-fn parse_scope(key: &str) -> Option<MemberScope> {
-    if key == "instance" {
-        Some(MemberScope::Instance)
-    } else {
-        key.strip_prefix("org:")
-            .map(|id| MemberScope::Org(id.to_owned()))
-    }
-}
 
 /// The user columns every user read selects, as [`user_from_row`] reads them.
 macro_rules! user_columns {
