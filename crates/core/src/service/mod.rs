@@ -150,6 +150,28 @@ async fn org_domains<'a>(
     Ok(domains)
 }
 
+/// A tonic service trait impl whose every method forwards to its handler,
+/// `module::method(self, request)`, answering its message:
+/// `forward_handlers!(Service: Trait in pb { method: Request => Response = module; … })`.
+macro_rules! forward_handlers {
+    ($service:ident: $api:ident in $pb:ident {
+        $($method:ident: $request:ident => $response:ident = $module:ident;)*
+    }) => {
+        #[tonic::async_trait]
+        impl $api for $service {
+            $(
+                async fn $method(
+                    &self,
+                    request: tonic::Request<$pb::$request>,
+                ) -> Result<tonic::Response<$pb::$response>, tonic::Status> {
+                    $module::$method(self, request).await.map(tonic::Response::new)
+                }
+            )*
+        }
+    };
+}
+use forward_handlers;
+
 #[cfg(test)]
 mod tests {
     use super::*;

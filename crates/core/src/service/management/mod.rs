@@ -13,9 +13,9 @@ mod users;
 
 use switchyard_proto::zitadel::management::v1 as pb;
 use switchyard_proto::zitadel::management::v1::management_service_server::ManagementService as Api;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Status};
 
-use super::{caller, org_header};
+use super::{caller, forward_handlers, org_header};
 use crate::auth::Caller;
 use crate::command::{Core, Details, OrgContext, UserScope};
 use crate::domain::org::Permission;
@@ -63,24 +63,8 @@ impl ManagementService {
     }
 }
 
-/// The trait impl: `method: Request => Response = module;` forwards to `module::method`.
-macro_rules! handlers {
-    ($($method:ident: $request:ident => $response:ident = $module:ident;)*) => {
-        #[tonic::async_trait]
-        impl Api for ManagementService {
-            $(
-                async fn $method(
-                    &self,
-                    request: Request<pb::$request>,
-                ) -> Result<Response<pb::$response>, Status> {
-                    $module::$method(self, request).await.map(Response::new)
-                }
-            )*
-        }
-    };
-}
-
-handlers! {
+forward_handlers! {
+ManagementService: Api in pb {
     get_my_org: GetMyOrgRequest => GetMyOrgResponse = orgs;
     add_org: AddOrgRequest => AddOrgResponse = orgs;
     get_user_by_id: GetUserByIdRequest => GetUserByIdResponse = users;
@@ -101,4 +85,5 @@ handlers! {
     add_org_member: AddOrgMemberRequest => AddOrgMemberResponse = members;
     update_org_member: UpdateOrgMemberRequest => UpdateOrgMemberResponse = members;
     remove_org_member: RemoveOrgMemberRequest => RemoveOrgMemberResponse = members;
+}
 }

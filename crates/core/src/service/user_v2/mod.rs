@@ -10,10 +10,10 @@ mod users;
 use switchyard_proto::zitadel::object::v2 as object_v2;
 use switchyard_proto::zitadel::user::v2 as pb;
 use switchyard_proto::zitadel::user::v2::user_service_server::UserService as Api;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Status};
 
-use super::caller;
 use super::convert::details_v2;
+use super::{caller, forward_handlers};
 use crate::command::{Core, UserScope};
 use crate::domain::user::LifecycleCommand;
 
@@ -44,24 +44,8 @@ impl UserService {
     }
 }
 
-/// The trait impl: `method: Request => Response = module;` forwards to `module::method`.
-macro_rules! handlers {
-    ($($method:ident: $request:ident => $response:ident = $module:ident;)*) => {
-        #[tonic::async_trait]
-        impl Api for UserService {
-            $(
-                async fn $method(
-                    &self,
-                    request: Request<pb::$request>,
-                ) -> Result<Response<pb::$response>, Status> {
-                    $module::$method(self, request).await.map(Response::new)
-                }
-            )*
-        }
-    };
-}
-
-handlers! {
+forward_handlers! {
+UserService: Api in pb {
     add_human_user: AddHumanUserRequest => AddHumanUserResponse = users;
     get_user_by_id: GetUserByIdRequest => GetUserByIdResponse = users;
     list_users: ListUsersRequest => ListUsersResponse = users;
@@ -70,4 +54,5 @@ handlers! {
     lock_user: LockUserRequest => LockUserResponse = users;
     unlock_user: UnlockUserRequest => UnlockUserResponse = users;
     delete_user: DeleteUserRequest => DeleteUserResponse = users;
+}
 }
