@@ -9,7 +9,7 @@ use std::time::Duration;
 use prost_reflect::{DescriptorPool, MethodDescriptor};
 use switchyard_transcode::{JsonOptions, RouteTable};
 
-use crate::call::{Authenticator, Handlers};
+use crate::call::{Authenticator, Call, Handlers};
 use crate::gateway::{GatewayOptions, ServiceOptions};
 use crate::metrics::Metrics;
 
@@ -38,6 +38,27 @@ impl GatewayState {
             .get(service)
             .and_then(|s| s.json.as_ref())
             .unwrap_or(&self.opts.json)
+    }
+
+    /// The method at a gRPC path `/pkg.Service/Method`.
+    ///
+    /// # Errors
+    ///
+    /// UNIMPLEMENTED for a path no descriptor names.
+    pub(crate) fn method(&self, path: &str) -> Result<&MethodEntry, tonic::Status> {
+        self.methods
+            .get(path)
+            .ok_or_else(|| tonic::Status::unimplemented(format!("unknown method {path}")))
+    }
+
+    /// The call to `entry`, with the client's deadline `asked` or else the configured one.
+    pub(crate) fn call(&self, entry: &MethodEntry, asked: Option<Duration>) -> Call {
+        let service = entry.descriptor.parent_service();
+        Call {
+            method: entry.descriptor.clone(),
+            path: Arc::clone(&entry.path),
+            timeout: self.timeout_for(service.full_name(), asked),
+        }
     }
 
     /// The deadline of a call to `service`: the client's, else the service's, else the

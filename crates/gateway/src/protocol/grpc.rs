@@ -141,10 +141,7 @@ pub(crate) fn decode_call(
     state: &GatewayState,
     parts: &Parts,
 ) -> Result<(Call, HeaderMap), Status> {
-    let entry = state
-        .methods
-        .get(parts.uri.path())
-        .ok_or_else(|| Status::unimplemented(format!("unknown method {}", parts.uri.path())))?;
+    let entry = state.method(parts.uri.path())?;
     if let Some(encoding) = parts.headers.get("grpc-encoding")
         && !encoding.as_bytes().eq_ignore_ascii_case(b"identity")
     {
@@ -154,13 +151,7 @@ pub(crate) fn decode_call(
         )));
     }
     let asked = grpc_timeout_header(&parts.headers)?;
-    let service = entry.descriptor.parent_service();
-    let call = Call {
-        method: entry.descriptor.clone(),
-        path: entry.path.clone(),
-        timeout: state.timeout_for(service.full_name(), asked),
-    };
-    Ok((call, forwarded_metadata(&parts.headers, None)))
+    Ok((state.call(entry, asked), forwarded_metadata(&parts.headers, None)))
 }
 
 /// Reads a unary request body: exactly one uncompressed frame of at most `limit` bytes.

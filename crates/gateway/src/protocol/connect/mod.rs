@@ -50,11 +50,7 @@ impl ClientProtocol for ConnectUnary {
             response: error::encode_error(&status, &state.pool),
             status,
         };
-        let entry = state
-            .methods
-            .get(parts.uri.path())
-            .ok_or_else(|| Status::unimplemented(format!("unknown method {}", parts.uri.path())))
-            .map_err(refuse)?;
+        let entry = state.method(parts.uri.path()).map_err(refuse)?;
         let method = &entry.descriptor;
         if method.is_client_streaming() || method.is_server_streaming() {
             return Err(refuse(Status::unimplemented(format!(
@@ -73,12 +69,7 @@ impl ClientProtocol for ConnectUnary {
             ))));
         }
         let asked = parse_timeout(&parts.headers).map_err(refuse)?;
-        let service = method.parent_service();
-        let call = Call {
-            method: method.clone(),
-            path: entry.path.clone(),
-            timeout: state.timeout_for(service.full_name(), asked),
-        };
+        let call = state.call(entry, asked);
         let metadata = forwarded_metadata(&parts.headers, state.opts.forward_headers.as_deref());
         Ok((call, metadata, ()))
     }

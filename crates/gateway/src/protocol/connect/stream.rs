@@ -97,11 +97,7 @@ impl ClientProtocol for ConnectStream {
             response: self.encode_error(state, Stage::Request, &status),
             status,
         };
-        let entry = state
-            .methods
-            .get(parts.uri.path())
-            .ok_or_else(|| Status::unimplemented(format!("unknown method {}", parts.uri.path())))
-            .map_err(refuse)?;
+        let entry = state.method(parts.uri.path()).map_err(refuse)?;
         if let Some(encoding) = parts.headers.get("connect-content-encoding")
             && !encoding.as_bytes().eq_ignore_ascii_case(b"identity")
         {
@@ -111,12 +107,7 @@ impl ClientProtocol for ConnectStream {
             ))));
         }
         let asked = parse_timeout(&parts.headers).map_err(refuse)?;
-        let method = &entry.descriptor;
-        let call = Call {
-            method: method.clone(),
-            path: entry.path.clone(),
-            timeout: state.timeout_for(method.parent_service().full_name(), asked),
-        };
+        let call = state.call(entry, asked);
         let metadata = forwarded_metadata(&parts.headers, state.opts.forward_headers.as_deref());
         Ok((call, metadata, ()))
     }

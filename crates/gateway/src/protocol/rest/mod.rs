@@ -87,11 +87,7 @@ impl ClientProtocol for Rest {
         })?;
         // `Grpc-Timeout` (grpc-gateway's REST header) or the service's default.
         let asked = grpc_timeout_header(&parts.headers).map_err(refuse)?;
-        let call = Call {
-            method: method.clone(),
-            path: entry.path.clone(),
-            timeout: state.timeout_for(method.parent_service().full_name(), asked),
-        };
+        let call = state.call(entry, asked);
         let metadata = forwarded_metadata(&parts.headers, state.opts.forward_headers.as_deref());
         let head = RestHead {
             found,
