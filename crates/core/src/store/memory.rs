@@ -15,8 +15,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 
-use super::scope::scope_key;
 use super::query::{TextMatch, TextMethod, UserFilter, UserQuery, UserSort};
+use super::scope::scope_key;
 use super::{
     Commit, Constraint, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage,
 };
@@ -138,7 +138,6 @@ struct Staged<'a> {
     created_us: i64,
     payload: &'a serde_json::Value,
 }
-
 
 impl State {
     /// Whether `aggregate_id` already has an event of `aggregate_type` at `sequence`.

@@ -20,8 +20,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement};
 
-use super::scope::{parse_scope, scope_key};
 use super::query::UserQuery;
+use super::scope::{parse_scope, scope_key};
 use super::{
     Commit, Constraint, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage,
 };
@@ -173,8 +173,6 @@ fn classify(e: tokio_postgres::Error, aggregate: Option<(&str, u64)>) -> StoreEr
     }
     backend(e)
 }
-
-
 
 /// Appends the events and writes the projections of `commit` inside `tx`.
 /// The statements a commit writes with; [`prepare_writes`] prepares them all up front.

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row};
 
-use super::scope::{parse_scope, scope_key};
 use super::query::{TextMatch, TextMethod, UserFilter, UserQuery, UserSort};
+use super::scope::{parse_scope, scope_key};
 use super::{
     Commit, Constraint, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage,
 };
@@ -258,8 +258,6 @@ fn classify(e: rusqlite::Error, on_unique: OnUnique<'_>) -> StoreError {
     }
     backend(e)
 }
-
-
 
 /// The user columns every user read selects, as [`user_from_row`] reads them.
 macro_rules! user_columns {

@@ -151,7 +151,10 @@ pub(crate) fn decode_call(
         )));
     }
     let asked = grpc_timeout_header(&parts.headers)?;
-    Ok((state.call(entry, asked), forwarded_metadata(&parts.headers, None)))
+    Ok((
+        state.call(entry, asked),
+        forwarded_metadata(&parts.headers, None),
+    ))
 }
 
 /// Reads a unary request body: exactly one uncompressed frame of at most `limit` bytes.
