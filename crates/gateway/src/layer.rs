@@ -154,7 +154,15 @@ where
             let path: Arc<str> = Arc::from(request.uri().path());
             observer.set_method(&path);
             let response = grpc::passthrough(inner, request).await;
-            observer.finish(Code::Ok, response.status());
+            // A trailers-only answer (tonic's UNIMPLEMENTED, say) shows its code in the headers;
+            // a streamed one's code is in trailers this layer does not read.
+            let code = response
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i32>().ok())
+                .map_or(Code::Ok, Code::from_i32);
+            observer.finish(code, response.status());
             response
         }
         Protocol::Grpc => protocol::serve(&grpc::Grpc, state, inner, request, observer).await,
