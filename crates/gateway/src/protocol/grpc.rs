@@ -15,7 +15,7 @@ use tower::{Service, ServiceExt};
 
 use super::{
     ClientProtocol, MessageEncoder, Refused, Stage, forwarded_metadata, grpc_timeout_header,
-    proto_encoder,
+    identity_only, proto_encoder,
 };
 use crate::BoxError;
 use crate::call::frame::{self, Envelope, FLAG_COMPRESSED, FRAME_HEADER_LEN, Side, too_large};
@@ -142,14 +142,7 @@ pub(crate) fn decode_call(
     parts: &Parts,
 ) -> Result<(Call, HeaderMap), Status> {
     let entry = state.method(parts.uri.path())?;
-    if let Some(encoding) = parts.headers.get("grpc-encoding")
-        && !encoding.as_bytes().eq_ignore_ascii_case(b"identity")
-    {
-        return Err(Status::unimplemented(format!(
-            "grpc-encoding {:?} is not supported; send identity",
-            String::from_utf8_lossy(encoding.as_bytes())
-        )));
-    }
+    identity_only(&parts.headers, "grpc-encoding")?;
     let asked = grpc_timeout_header(&parts.headers)?;
     Ok((
         state.call(entry, asked),

@@ -297,6 +297,25 @@ pub(crate) fn parse_grpc_timeout(value: &HeaderValue) -> Result<Duration, Status
     })
 }
 
+/// Refuses a compressed message: `header` (`grpc-encoding`, `content-encoding`,
+/// `connect-content-encoding`) may only be absent or `identity`.
+///
+/// # Errors
+///
+/// UNIMPLEMENTED naming the header and its value, as every one of these protocols answers an
+/// encoding it does not read.
+pub(crate) fn identity_only(headers: &HeaderMap, header: &str) -> Result<(), Status> {
+    match headers.get(header) {
+        Some(encoding) if !encoding.as_bytes().eq_ignore_ascii_case(b"identity") => {
+            Err(Status::unimplemented(format!(
+                "{header} {:?} is not supported; send identity",
+                String::from_utf8_lossy(encoding.as_bytes())
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The `grpc-timeout` header of a request, if any.
 ///
 /// # Errors

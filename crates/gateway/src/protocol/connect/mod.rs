@@ -20,7 +20,7 @@ use tonic::Status;
 
 use super::{
     ClientProtocol, MessageEncoder, Refused, Stage, forwarded_metadata, full_response,
-    proto_encoder, read_body, visible_metadata,
+    identity_only, proto_encoder, read_body, visible_metadata,
 };
 use crate::BoxError;
 use crate::call::{Call, MessageStream, Reply, StreamReply};
@@ -59,15 +59,7 @@ impl ClientProtocol for ConnectUnary {
             ))));
         }
         check_version(&parts.headers).map_err(refuse)?;
-        if let Some(encoding) = parts.headers.get(header::CONTENT_ENCODING)
-            && !encoding.as_bytes().eq_ignore_ascii_case(b"identity")
-        {
-            // Connect: an unsupported compression is `unimplemented`.
-            return Err(refuse(Status::unimplemented(format!(
-                "unsupported content-encoding {:?}; only identity is accepted",
-                String::from_utf8_lossy(encoding.as_bytes())
-            ))));
-        }
+        identity_only(&parts.headers, header::CONTENT_ENCODING.as_str()).map_err(refuse)?;
         let asked = parse_timeout(&parts.headers).map_err(refuse)?;
         let call = state.call(entry, asked);
         let metadata = forwarded_metadata(&parts.headers, state.opts.forward_headers.as_deref());

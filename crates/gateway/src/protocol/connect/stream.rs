@@ -23,7 +23,8 @@ use crate::call::frame::{self, Envelope, FLAG_COMPRESSED, Side};
 use crate::call::{Call, Item, MessageStream, Reply, StreamReply};
 use crate::detect::Codec;
 use crate::protocol::{
-    ClientProtocol, MessageEncoder, Refused, Stage, forwarded_metadata, visible_metadata,
+    ClientProtocol, MessageEncoder, Refused, Stage, forwarded_metadata, identity_only,
+    visible_metadata,
 };
 use crate::state::GatewayState;
 
@@ -98,14 +99,7 @@ impl ClientProtocol for ConnectStream {
             status,
         };
         let entry = state.method(parts.uri.path()).map_err(refuse)?;
-        if let Some(encoding) = parts.headers.get("connect-content-encoding")
-            && !encoding.as_bytes().eq_ignore_ascii_case(b"identity")
-        {
-            return Err(refuse(Status::unimplemented(format!(
-                "connect-content-encoding {:?} is not supported; send identity",
-                String::from_utf8_lossy(encoding.as_bytes())
-            ))));
-        }
+        identity_only(&parts.headers, "connect-content-encoding").map_err(refuse)?;
         let asked = parse_timeout(&parts.headers).map_err(refuse)?;
         let call = state.call(entry, asked);
         let metadata = forwarded_metadata(&parts.headers, state.opts.forward_headers.as_deref());
