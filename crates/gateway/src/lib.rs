@@ -31,6 +31,8 @@ mod call;
 mod cors;
 pub mod descriptors;
 mod detect;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gateway;
 mod layer;
 mod metrics;

@@ -247,7 +247,7 @@ fn trailer_frame(trailers: &HeaderMap) -> Bytes {
 /// # Errors
 ///
 /// INVALID_ARGUMENT for anything that is not base64.
-fn decode_text(data: &[u8]) -> Result<Bytes, Status> {
+pub(crate) fn decode_text(data: &[u8]) -> Result<Bytes, Status> {
     let bad = |e: base64::DecodeSliceError| {
         Status::invalid_argument(format!("the grpc-web-text body is not base64: {e}"))
     };

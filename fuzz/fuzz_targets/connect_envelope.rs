@@ -1,0 +1,4 @@
+//! libFuzzer entry for `switchyard_fuzz_targets::connect_envelope`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard_fuzz_targets::connect_envelope(data));
