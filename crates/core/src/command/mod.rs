@@ -169,6 +169,30 @@ pub(crate) fn store_error(e: StoreError) -> DomainError {
             "SY-STORE-BUSY",
             "The object is being changed concurrently; try again",
         ),
+        // Not the caller's fault and not ours: say so, so that clients retry (UNAVAILABLE)
+        // or an operator frees space (RESOURCE_EXHAUSTED), instead of a bare INTERNAL.
+        StoreError::Unavailable { context, source } => {
+            match source {
+                Some(source) => tracing::warn!(%context, %source, "store unavailable"),
+                None => tracing::warn!(%context, "store unavailable"),
+            }
+            DomainError::new(
+                ErrorKind::Unavailable,
+                "SY-STORE-DOWN",
+                "The store is unavailable; try again",
+            )
+        }
+        StoreError::Full { context, source } => {
+            match source {
+                Some(source) => tracing::error!(%context, %source, "store full"),
+                None => tracing::error!(%context, "store full"),
+            }
+            DomainError::new(
+                ErrorKind::ResourceExhausted,
+                "SY-STORE-FULL",
+                "The store is out of disk space; nothing was written",
+            )
+        }
         StoreError::Backend { context, source } => {
             match source {
                 Some(source) => tracing::error!(%context, %source, "store failure"),

@@ -407,3 +407,34 @@ async fn an_owner_may_go_while_another_can_sign_in() {
             .is_ok()
     );
 }
+
+#[test]
+fn store_failures_say_whether_to_retry_or_free_space() {
+    let cases = [
+        (
+            StoreError::Unavailable {
+                context: "database connection".into(),
+                source: None,
+            },
+            ErrorKind::Unavailable,
+            "SY-STORE-DOWN",
+        ),
+        (
+            StoreError::Full {
+                context: "disk full".into(),
+                source: None,
+            },
+            ErrorKind::ResourceExhausted,
+            "SY-STORE-FULL",
+        ),
+        (
+            StoreError::backend("corrupt"),
+            ErrorKind::Internal,
+            "SY-STORE",
+        ),
+    ];
+    for (error, kind, id) in cases {
+        let got = store_error(error);
+        assert_eq!((got.kind, got.id), (kind, id), "{got}");
+    }
+}

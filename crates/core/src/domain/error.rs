@@ -21,8 +21,11 @@ pub enum ErrorKind {
     PermissionDenied,
     /// The caller is not authenticated (gRPC UNAUTHENTICATED).
     Unauthenticated,
-    /// The store is busy; a retry may succeed (gRPC UNAVAILABLE).
+    /// The store is busy or unreachable; a retry may succeed (gRPC UNAVAILABLE).
     Unavailable,
+    /// The store is out of space (gRPC RESOURCE_EXHAUSTED: "perhaps the entire file system is
+    /// out of space", as the gRPC status code list puts it).
+    ResourceExhausted,
     /// A fault of ours, not of the caller (gRPC INTERNAL).
     Internal,
 }

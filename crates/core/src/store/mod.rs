@@ -165,6 +165,27 @@ pub enum StoreError {
         /// Which one.
         constraint: Constraint,
     },
+    /// The backend cannot be reached now (the database is down or restarting, a connection
+    /// was lost): a retry may succeed. A commit failed this way is not acknowledged; if the
+    /// connection was lost during its `COMMIT`, it may or may not have been kept.
+    #[error("store unavailable: {context}")]
+    Unavailable {
+        /// What failed.
+        context: String,
+        /// The driver's error.
+        #[source]
+        source: Option<BackendSource>,
+    },
+    /// The backend is out of space (a full disk): nothing of the commit is kept; writes
+    /// succeed again once space returns, reads go on meanwhile.
+    #[error("store full: {context}")]
+    Full {
+        /// What failed.
+        context: String,
+        /// The driver's error.
+        #[source]
+        source: Option<BackendSource>,
+    },
     /// The backend failed (I/O, corruption, a bug): what was being done, and the driver's
     /// error when there is one.
     #[error("store backend: {context}")]

@@ -128,15 +128,65 @@ impl PostgresStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| StoreError::backend(format!("database connection: {e}")))
+        self.pool.get().await.map_err(pool_error)
     }
 }
 
+/// A connection the pool could not hand out: the server unreachable (refused, down, starting
+/// up or shutting down) is [`StoreError::Unavailable`].
+pub(super) fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    use deadpool_postgres::PoolError;
+    let context = format!("database connection: {e}");
+    match e {
+        PoolError::Backend(e) => match backend(e) {
+            StoreError::Unavailable { source, .. } => StoreError::Unavailable { context, source },
+            StoreError::Full { source, .. } => StoreError::Full { context, source },
+            StoreError::Backend { source, .. } => StoreError::Backend { context, source },
+            other => other,
+        },
+        PoolError::Timeout(_) | PoolError::Closed => StoreError::Unavailable {
+            context,
+            source: None,
+        },
+        _ => StoreError::backend(context),
+    }
+}
+
+/// A failure of the server or the connection: the connection lost or refused, and the
+/// server's own "not now" answers (class 08 connection exceptions, `57P01` admin shutdown,
+/// `57P02` crash shutdown, `57P03` cannot connect now, `53300` too many connections) are
+/// [`StoreError::Unavailable`]; `53100` disk full is [`StoreError::Full`]; anything else a
+/// backend error. (SQLSTATE list: PostgreSQL's "Appendix A. Error Codes".)
 fn backend(e: tokio_postgres::Error) -> StoreError {
-    StoreError::backend(e.to_string())
+    let context = e.to_string();
+    let state = e.code().map(SqlState::code);
+    let unavailable = e.is_closed()
+        // No server answer at all: the socket failed (refused, reset) before or during a call.
+        || (e.as_db_error().is_none() && io_cause(&e))
+        || state.is_some_and(|c| {
+            c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "53300")
+        });
+    let full = state == Some("53100");
+    let source = Some(std::sync::Arc::new(e) as super::BackendSource);
+    if full {
+        StoreError::Full { context, source }
+    } else if unavailable {
+        StoreError::Unavailable { context, source }
+    } else {
+        StoreError::Backend { context, source }
+    }
+}
+
+/// Whether an I/O error is among the causes of `e`.
+fn io_cause(e: &tokio_postgres::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<std::io::Error>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Maps a constraint failure to the domain's meaning; anything else is a backend error.

@@ -224,8 +224,21 @@ where
         .map_err(|e| StoreError::driver("store task failed", e))?
 }
 
+/// A failure of SQLite, by its primary result code: a full disk (`SQLITE_FULL`, whatever
+/// statement hit it: an insert, the `COMMIT`, a WAL frame) is [`StoreError::Full`], the file
+/// locked by another process past the busy timeout [`StoreError::Unavailable`], anything else
+/// a backend error.
 fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::backend(e.to_string())
+    let code = e.sqlite_error_code();
+    let context = e.to_string();
+    let source = Some(Arc::new(e) as super::BackendSource);
+    match code {
+        Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full { context, source },
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable { context, source }
+        }
+        _ => StoreError::Backend { context, source },
+    }
 }
 
 /// What a unique violation of a statement means. The statement decides: each writes a table

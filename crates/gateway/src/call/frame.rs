@@ -122,6 +122,18 @@ pub(crate) enum Envelope {
     Trailers(HeaderMap),
 }
 
+/// The status of a response body that broke off. A stream the upstream reset keeps the code
+/// of its RST_STREAM reason (tonic's table: INTERNAL_ERROR is INTERNAL, REFUSED_STREAM is
+/// UNAVAILABLE, …); one whose connection was lost, which tonic can only call UNKNOWN, is
+/// UNAVAILABLE, as gRPC names a transport failure.
+pub(crate) fn response_body_error(err: BoxError) -> Status {
+    let status = Status::from_error(err);
+    if status.code() == tonic::Code::Unknown {
+        return Status::unavailable(format!("upstream connection lost: {}", status.message()));
+    }
+    status
+}
+
 /// A boxed stream of envelopes.
 pub(crate) type EnvelopeStream = Pin<Box<dyn Stream<Item = Result<Envelope, Status>> + Send>>;
 
@@ -198,7 +210,7 @@ where
                         Side::Request => {
                             Status::cancelled(format!("cannot read the request: {err}"))
                         }
-                        Side::Response => Status::from_error(err),
+                        Side::Response => response_body_error(err),
                     };
                     return Some((Err(status), st));
                 }

@@ -248,7 +248,7 @@ where
     let mut trailers = HeaderMap::new();
     let mut body = std::pin::pin!(body);
     while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-        let frame = frame.map_err(|e| Status::from_error(e.into()))?;
+        let frame = frame.map_err(|e| frame::response_body_error(e.into()))?;
         match frame.into_data() {
             Ok(chunk) => {
                 let held = data.len() + first.as_ref().map_or(0, Bytes::len) + chunk.len();

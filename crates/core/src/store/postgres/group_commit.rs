@@ -22,7 +22,7 @@ async fn commit_batch(pool: &Pool, batch: Vec<Pending>) {
     let mut client = match pool.get().await {
         Ok(client) => client,
         Err(e) => {
-            let e = StoreError::driver("database connection", e);
+            let e = super::pool_error(e);
             for pending in batch {
                 let _ = pending.reply.send(Err(e.clone()));
             }

@@ -79,10 +79,7 @@ CREATE TABLE tokens (
 /// Applies the migrations not yet applied, holding the migration advisory lock for the whole
 /// transaction so that concurrent starts apply each exactly once.
 pub(super) async fn migrate(pool: &Pool, schema: Option<&str>) -> Result<(), StoreError> {
-    let mut client = pool
-        .get()
-        .await
-        .map_err(|e| StoreError::backend(format!("database connection: {e}")))?;
+    let mut client = pool.get().await.map_err(super::pool_error)?;
     let tx = client.transaction().await.map_err(backend)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await

@@ -72,3 +72,25 @@ async fn concurrent_commits_fail_alone() {
         suite::concurrent_commits_fail_alone(std::sync::Arc::new(store)).await;
     }
 }
+
+#[test]
+fn failures_are_classified_by_result_code() {
+    use rusqlite::ffi;
+    let cases = [
+        (ffi::SQLITE_FULL, "full"),
+        (ffi::SQLITE_BUSY, "unavailable"),
+        (ffi::SQLITE_LOCKED, "unavailable"),
+        (ffi::SQLITE_IOERR, "backend"),
+        (ffi::SQLITE_CORRUPT, "backend"),
+    ];
+    for (code, want) in cases {
+        let error = rusqlite::Error::SqliteFailure(ffi::Error::new(code), None);
+        let got = match backend(error) {
+            StoreError::Full { .. } => "full",
+            StoreError::Unavailable { .. } => "unavailable",
+            StoreError::Backend { .. } => "backend",
+            other => panic!("{code}: {other:?}"),
+        };
+        assert_eq!(got, want, "result code {code}");
+    }
+}
