@@ -469,3 +469,7 @@ fn hex_value(b: u8) -> Option<u8> {
 #[cfg(test)]
 #[path = "path_template/tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "path_template/proptests.rs"]
+mod proptests;
