@@ -75,6 +75,28 @@ fn frame(message: &[u8]) -> Bytes {
     out.freeze()
 }
 
+fn flagged_frame(flag: u8, message: &[u8]) -> Bytes {
+    let mut out = BytesMut::from(&frame(message)[..]);
+    out[0] = flag;
+    out.freeze()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn gunzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
 fn frames(mut data: Bytes) -> Vec<(u8, Bytes)> {
     let mut out = Vec::new();
     while data.len() >= 5 {
@@ -199,6 +221,22 @@ async fn echo(
             }
             if !seen.is_empty() {
                 reply.set_field_by_name("seen", Value::Map(seen));
+            }
+            if parts.headers.contains_key("x-compress") {
+                // An upstream that compresses its answer (as if it were configured to).
+                let mut response = grpc_response(vec![], Status::ok(""), &[]);
+                let packed = gzip(&reply.encode_to_vec());
+                let mut items: Vec<Result<Frame<Bytes>, Infallible>> =
+                    vec![Ok(Frame::data(flagged_frame(1, &packed)))];
+                let mut trailers = HeaderMap::new();
+                Status::ok("").add_header(&mut trailers).unwrap();
+                items.push(Ok(Frame::trailers(trailers)));
+                *response.body_mut() =
+                    tonic::body::Body::new(StreamBody::new(futures_util_stream(items)));
+                response
+                    .headers_mut()
+                    .insert("grpc-encoding", HeaderValue::from_static("gzip"));
+                return response;
             }
             grpc_response(
                 vec![Bytes::from(reply.encode_to_vec())],
@@ -655,6 +693,100 @@ async fn grpc_grpc_web_and_connect_streaming_reach_the_upstream() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.text().await.unwrap(), r#"{"s":"c","i64":"7"}"#);
+}
+
+/// Codecs and gzip in front of an upstream that knows neither: JSON frames and compressed
+/// messages are decoded here and the upstream gets plain protobuf; an upstream's compressed
+/// answer is inflated, and compressed again for a client that takes gzip.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_codecs_and_gzip_through_the_gateway() {
+    let pool = pool();
+    let upstream = start_upstream(pool.clone(), false).await;
+    let gateway = start_gateway(base_config(upstream.addr), &[]);
+    let big = "z".repeat(3000);
+    let json_request = serde_json::to_vec(&json!({ "s": big })).unwrap();
+    let echoed = |bytes: &[u8]| -> String {
+        let value: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        value["s"].as_str().unwrap_or_default().to_owned()
+    };
+
+    // gRPC +json, gzip both ways.
+    let (status, headers, body, trailers) = h2c(
+        gateway.url("/conformance.v1.ConformanceService/Echo"),
+        &[
+            ("content-type", "application/grpc+json"),
+            ("te", "trailers"),
+            ("grpc-encoding", "gzip"),
+            ("grpc-accept-encoding", "gzip"),
+            ("x-case", "grpc-json-gzip"),
+        ],
+        flagged_frame(1, &gzip(&json_request)).to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0", "{trailers:?}");
+    assert_eq!(
+        headers.get("content-type").unwrap(),
+        "application/grpc+json"
+    );
+    assert_eq!(headers.get("grpc-encoding").unwrap(), "gzip");
+    let got = frames(body);
+    assert_eq!(got[0].0, 1);
+    assert_eq!(echoed(&gunzip(&got[0].1)), big);
+    let recorded = upstream.calls.lock().unwrap()["grpc-json-gzip"].clone();
+    assert_eq!(recorded.requests[0]["s"], big.as_str(), "protobuf upstream");
+    assert!(!recorded.metadata.contains_key("grpc-encoding"));
+
+    // Connect unary, gzip both ways, the upstream answering compressed.
+    let response = reqwest::Client::new()
+        .post(gateway.url("/conformance.v1.ConformanceService/Echo"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .header("accept-encoding", "gzip")
+        .header("x-compress", "gzip")
+        .body(gzip(&json_request))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    assert_eq!(echoed(&gunzip(&response.bytes().await.unwrap())), big);
+
+    // gRPC-Web text +json, the upstream answering compressed, the client taking identity.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let response = reqwest::Client::new()
+        .post(gateway.url("/conformance.v1.ConformanceService/Echo"))
+        .header("content-type", "application/grpc-web-text+json")
+        .header("x-compress", "gzip")
+        .body(b64.encode(frame(&json_request)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/grpc-web-text+json"
+    );
+    let got = frames(Bytes::from(
+        b64.decode(response.bytes().await.unwrap()).unwrap(),
+    ));
+    assert_eq!(got[0].0, 0, "uncompressed for a client that did not ask");
+    assert_eq!(echoed(&got[0].1), big);
+    assert!(String::from_utf8_lossy(&got[1].1).contains("grpc-status:0"));
+
+    // REST: a gzipped body, a gzipped answer.
+    let response = reqwest::Client::new()
+        .post(gateway.url("/v1/echo"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .header("accept-encoding", "gzip")
+        .body(gzip(&json_request))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    assert_eq!(echoed(&gunzip(&response.bytes().await.unwrap())), big);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -304,3 +304,72 @@ fn buf_curl_describes_every_service_by_reflection() {
     let org: Value = serde_json::from_str(&org).expect("JSON");
     assert_eq!(org["org"]["name"], "ZITADEL", "{org}");
 }
+
+/// grpcio (`compression=grpc.Compression.Gzip` on the channel and every call): gzip-compressed
+/// request frames, answers compressed back where they are worth it, through GetMyOrg,
+/// AddHumanUser, GetUserByID, ListUsers and a NOT_FOUND.
+#[test]
+fn grpcio_gzip_flow() {
+    let (python, dir) = venv_python();
+    let probe = Command::new(&python)
+        .args(["-c", "import grpc"])
+        .output()
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "the venv has no grpcio; {SETUP_HINT}"
+    );
+    let server = Server::start();
+    let result = run_script(&server, &python, &["grpc_gzip.py"], &dir)
+        .expect_ok("tests/interop/python/grpc_gzip.py", &server);
+    assert!(
+        result["listBytes"].as_u64().is_some_and(|n| n > 2048),
+        "a list worth compressing: {result}"
+    );
+    assert!(
+        str_at(&result, "/notFound").contains("not found"),
+        "{result}"
+    );
+    let ids: Vec<String> = result["userIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 8);
+    assert_active_on_server(&server, &[], &ids);
+}
+
+/// connect-node: its gRPC-Web transport with `useBinaryFormat: false` (gRPC-Web JSON) over
+/// HTTP/1.1 and h2c, and its gRPC-Web and Connect transports with `sendCompression: gzip`; each
+/// runs the v2 and v1 flows and a ListUsers the server answers compressed.
+#[test]
+fn connect_node_grpc_web_json_and_gzip() {
+    let (node, dir) = node();
+    let server = Server::start();
+    let result = run_script(&server, &node, &["wire.mjs"], &dir)
+        .expect_ok("tests/interop/node/wire.mjs", &server);
+    let mut v2_users = Vec::new();
+    let mut v1_users = Vec::new();
+    for (key, want) in [
+        (
+            "grpcWebJsonHttp1",
+            ("contentType", "application/grpc-web+json"),
+        ),
+        (
+            "grpcWebJsonHttp2",
+            ("contentType", "application/grpc-web+json"),
+        ),
+        ("grpcWebGzip", ("grpcEncoding", "gzip")),
+        ("connectGzipJson", ("contentEncoding", "gzip")),
+        ("connectGzipProto", ("contentEncoding", "gzip")),
+    ] {
+        let run = &result[key];
+        let v2 = &run["v2"];
+        v2_users.push((assert_v2_flow(v2), str_at(v2, "/username").to_owned()));
+        v1_users.push(assert_v1_flow(&run["v1"]));
+        let list = &run["listSeen"][0];
+        assert_eq!(list[want.0], want.1, "{key}: {run}");
+    }
+    assert_active_on_server(&server, &v2_users, &v1_users);
+}

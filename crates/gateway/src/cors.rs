@@ -115,6 +115,11 @@ mod tests {
             "content-type",
             "connect-protocol-version",
             "x-zitadel-orgid",
+            "content-encoding",
+            "connect-content-encoding",
+            "connect-accept-encoding",
+            "grpc-encoding",
+            "grpc-accept-encoding",
         ] {
             assert!(allowed.contains(name), "{name} not in {allowed}");
         }
@@ -136,7 +141,7 @@ mod tests {
     }
 
     #[test]
-    fn decorate_exposes_grpc_status() {
+    fn decorate_exposes_status_and_encoding_headers() {
         let opts = CorsOptions::default();
         let mut response = Response::new(());
         let origin = HeaderValue::from_static("https://app.example");
@@ -144,8 +149,15 @@ mod tests {
         let exposed = response.headers()[header::ACCESS_CONTROL_EXPOSE_HEADERS]
             .to_str()
             .unwrap_or_default();
-        assert!(exposed.contains("grpc-status"));
-        assert!(exposed.contains("grpc-status-details-bin"));
+        for name in [
+            "grpc-status",
+            "grpc-status-details-bin",
+            "content-encoding",
+            "connect-content-encoding",
+            "grpc-encoding",
+        ] {
+            assert!(exposed.contains(name), "{name} not in {exposed}");
+        }
         let mut untouched = Response::new(());
         decorate(&opts, None, &mut untouched);
         assert!(untouched.headers().is_empty());

@@ -11,10 +11,10 @@ use crate::state::MethodIndex;
 /// The wire protocol a request speaks, as decided by [`detect`](crate::Protocol).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
-    /// Native gRPC (`application/grpc`, `application/grpc+proto`, ...): passed through unchanged.
+    /// Native gRPC (`application/grpc`, `application/grpc+proto`, `+json`, ...).
     Grpc,
-    /// gRPC-Web (`application/grpc-web[+proto]`), or its base64 text mode
-    /// (`application/grpc-web-text[+proto]`) when `text` is true.
+    /// gRPC-Web (`application/grpc-web[+proto|+json]`), or its base64 text mode
+    /// (`application/grpc-web-text[+proto|+json]`) when `text` is true.
     GrpcWeb {
         /// Whether the body is base64 text (`-text`) rather than binary.
         text: bool,
@@ -96,14 +96,14 @@ pub(crate) fn detect(
         .map(media_type)
         .unwrap_or_default();
 
-    // gRPC-Web first: "application/grpc-web" also starts with "application/grpc".
-    if strip_family(&media, "application/grpc-web-text").is_some_and(is_proto_suffix) {
+    // gRPC-Web first: "application/grpc-web" also starts with "application/grpc". Any codec
+    // suffix is the family's: the protocol module reads proto and json, and refuses others.
+    if strip_family(&media, "application/grpc-web-text").is_some() {
         return Protocol::GrpcWeb { text: true };
     }
-    if strip_family(&media, "application/grpc-web").is_some_and(is_proto_suffix) {
+    if strip_family(&media, "application/grpc-web").is_some() {
         return Protocol::GrpcWeb { text: false };
     }
-    // Any gRPC codec (`+proto`, `+json`, ...) is the inner service's business.
     if strip_family(&media, "application/grpc").is_some() {
         return Protocol::Grpc;
     }
@@ -151,11 +151,6 @@ fn strip_family<'a>(media: &'a str, family: &str) -> Option<&'a str> {
     } else {
         rest.strip_prefix('+')
     }
-}
-
-/// gRPC-Web only defines the protobuf codec.
-fn is_proto_suffix(sub: &str) -> bool {
-    sub.is_empty() || sub == "proto"
 }
 
 #[cfg(test)]
@@ -295,7 +290,13 @@ mod tests {
                 Method::POST,
                 "/v1/echo",
                 Some("application/grpc-web+json"),
-                Protocol::Rest,
+                Protocol::GrpcWeb { text: false },
+            ),
+            case(
+                Method::POST,
+                echo,
+                Some("application/grpc-web-text+json"),
+                Protocol::GrpcWeb { text: true },
             ),
             Case {
                 method: Method::OPTIONS,

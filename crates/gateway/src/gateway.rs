@@ -98,8 +98,24 @@ impl Default for CorsOptions {
                 "x-grpc-web",
                 "x-user-agent",
                 "x-zitadel-orgid",
+                // Compression, as browsers' Connect and gRPC-Web clients send it.
+                "content-encoding",
+                "connect-content-encoding",
+                "connect-accept-encoding",
+                "grpc-encoding",
+                "grpc-accept-encoding",
             ]),
-            exposed_headers: strings(&["grpc-status", "grpc-message", "grpc-status-details-bin"]),
+            exposed_headers: strings(&[
+                "grpc-status",
+                "grpc-message",
+                "grpc-status-details-bin",
+                // How the answer is compressed, and what we take.
+                "content-encoding",
+                "connect-content-encoding",
+                "connect-accept-encoding",
+                "grpc-encoding",
+                "grpc-accept-encoding",
+            ]),
             max_age: Duration::from_secs(7200),
         }
     }

@@ -230,8 +230,9 @@ config_section! {
 config_section! {
     /// Limits that protect the server from large or slow clients.
     Limits ["limits"] {
-        /// Largest request body or message, in bytes. A larger REST body gets 413 with a JSON
-        /// error, a larger gRPC-family message RESOURCE_EXHAUSTED; the message names the limit.
+        /// Largest request body or message, in bytes, before and after gzip inflation
+        /// (checked while inflating). A larger REST body gets 413 with a JSON error, a larger
+        /// gRPC-family message RESOURCE_EXHAUSTED; the message names the limit.
         max_body_bytes: usize = 4 * 1024 * 1024,
         /// Time a client has to send a request's headers (HTTP/1.1) or its first bytes; a
         /// slower one is disconnected (slowloris).
@@ -276,10 +277,14 @@ config_section! {
         allowed_origins: Vec<String> = Vec::new(),
         /// Request headers allowed beyond those gRPC-Web and Connect need (`authorization`,
         /// `content-type`, `connect-*`, `grpc-timeout`, `x-grpc-web`, `x-user-agent`,
-        /// `x-zitadel-orgid`, `x-request-id`).
+        /// `x-zitadel-orgid`, `x-request-id`, and for compression `content-encoding`,
+        /// `connect-content-encoding`, `connect-accept-encoding`, `grpc-encoding`,
+        /// `grpc-accept-encoding`).
         allowed_headers: Vec<String> = Vec::new(),
         /// Response headers exposed beyond `grpc-status`, `grpc-message`,
-        /// `grpc-status-details-bin` and `x-request-id`.
+        /// `grpc-status-details-bin`, `x-request-id` and the compression headers
+        /// (`content-encoding`, `connect-content-encoding`, `connect-accept-encoding`,
+        /// `grpc-encoding`, `grpc-accept-encoding`).
         exposed_headers: Vec<String> = Vec::new(),
         /// How long a browser may cache a preflight answer.
         max_age: Dur = Dur::secs(7200),

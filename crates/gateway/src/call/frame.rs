@@ -15,6 +15,7 @@ use http::HeaderMap;
 use tokio::time::Instant;
 use tonic::Status;
 
+use super::compression::{self, Encoding};
 use crate::BoxError;
 
 /// Length of a frame header: 1 flag byte and a 4-byte big-endian length.
@@ -32,14 +33,16 @@ pub(crate) enum Side {
 }
 
 impl Side {
-    fn malformed(self, message: impl Into<String>) -> Status {
+    /// The status of a malformed message from this side.
+    pub(crate) fn malformed(self, message: impl Into<String>) -> Status {
         match self {
             Side::Request => Status::invalid_argument(message),
             Side::Response => Status::internal(message),
         }
     }
 
-    fn name(self) -> &'static str {
+    /// `request` or `response`.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Side::Request => "request",
             Side::Response => "response",
@@ -70,14 +73,21 @@ pub(crate) fn encode_frame(flag: u8, message: &[u8]) -> Result<Bytes, Status> {
     Ok(frame.freeze())
 }
 
-/// Parses exactly one uncompressed message frame (flag 0) filling `data`.
+/// Parses exactly one message frame filling `data`; a compressed one (flag bit 0) is inflated
+/// with the call's `encoding`, at most `max` bytes.
 ///
 /// # Errors
 ///
 /// For `side`'s malformed code (INVALID_ARGUMENT from a client, INTERNAL from a handler): a
-/// missing, truncated or repeated frame, an unknown flag; UNIMPLEMENTED for a compressed frame;
-/// RESOURCE_EXHAUSTED for a message above `max`.
-pub(crate) fn parse_single_frame(mut data: Bytes, max: usize, side: Side) -> Result<Bytes, Status> {
+/// missing, truncated or repeated frame, an unknown flag, a compressed frame without an
+/// encoding or not in it; RESOURCE_EXHAUSTED for a message above `max`, before or after
+/// inflating.
+pub(crate) fn parse_single_frame(
+    mut data: Bytes,
+    max: usize,
+    side: Side,
+    encoding: Encoding,
+) -> Result<Bytes, Status> {
     if data.is_empty() {
         return Err(side.malformed(format!("the {} carried no message", side.name())));
     }
@@ -86,13 +96,7 @@ pub(crate) fn parse_single_frame(mut data: Bytes, max: usize, side: Side) -> Res
     }
     let flag = data.get_u8();
     let len = usize::try_from(data.get_u32()).unwrap_or(usize::MAX);
-    if flag & FLAG_COMPRESSED != 0 {
-        // We announce no grpc-accept-encoding, so a compressed frame is not ours to read.
-        return Err(Status::unimplemented(
-            "compressed messages are not supported; send identity",
-        ));
-    }
-    if flag != 0 {
+    if flag & !FLAG_COMPRESSED != 0 {
         return Err(side.malformed(format!("unknown message frame flag {flag:#04x}")));
     }
     if len > max {
@@ -104,7 +108,7 @@ pub(crate) fn parse_single_frame(mut data: Bytes, max: usize, side: Side) -> Res
     if data.len() > len {
         return Err(side.malformed(format!("more than one message in a unary {}", side.name())));
     }
-    Ok(data)
+    compression::decode_payload(flag, data, encoding, max, side)
 }
 
 /// One item read from a framed body.
@@ -278,9 +282,9 @@ mod tests {
                 want: Err(Code::Internal),
             },
             Case {
-                name: "compressed",
+                name: "compressed without an encoding",
                 input: b"\x01\x00\x00\x00\x01a",
-                want: Err(Code::Unimplemented),
+                want: Err(Code::Internal),
             },
             Case {
                 name: "trailer flag",
@@ -299,7 +303,12 @@ mod tests {
             },
         ];
         for c in cases {
-            let got = parse_single_frame(Bytes::from_static(c.input), 16, Side::Response);
+            let got = parse_single_frame(
+                Bytes::from_static(c.input),
+                16,
+                Side::Response,
+                Encoding::Identity,
+            );
             match (got, c.want) {
                 (Ok(msg), Ok(want)) => assert_eq!(&msg[..], want, "{}", c.name),
                 (Err(status), Err(code)) => assert_eq!(status.code(), code, "{}", c.name),
@@ -314,6 +323,7 @@ mod tests {
             Bytes::from_static(b"\x00\x00\x00\x00\x05ab"),
             16,
             Side::Request,
+            Encoding::Identity,
         );
         assert_eq!(got.err().map(|s| s.code()), Some(Code::InvalidArgument));
     }

@@ -14,6 +14,7 @@
 //! deadline passes the handler's future is dropped, so a command that has not committed never
 //! commits.
 
+pub(crate) mod compression;
 pub(crate) mod frame;
 mod handlers;
 pub(crate) mod upstream;

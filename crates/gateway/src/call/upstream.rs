@@ -5,6 +5,8 @@
 //! trailers` and the deadline as `grpc-timeout` (so the upstream knows it too), and collects
 //! response headers, exactly one message and the status from the trailers (or from the headers
 //! of a trailers-only answer). [`streaming`] does the same with a stream of messages each way.
+//! Requests go uncompressed; an answer's compressed frames (its `grpc-encoding`) are inflated
+//! within the message limit.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +20,8 @@ use tokio::time::Instant;
 use tonic::{Code, Status};
 use tower::{Service, ServiceExt};
 
-use super::frame::{self, Envelope, FRAME_HEADER_LEN, Side, too_large};
+use super::compression::{self, Encoding};
+use super::frame::{self, Envelope, FLAG_COMPRESSED, FRAME_HEADER_LEN, Side, too_large};
 use super::{Call, Item, MessageStream, Reply, StreamReply, deadline_exceeded};
 use crate::BoxError;
 
@@ -59,6 +62,7 @@ where
             "unary call answered without a response message",
         ));
     };
+    let encoding = response_encoding(&headers)?;
     let (frames, trailers) = collect_body(body, limit).await?;
     let mut status = status_from_headers(&trailers)
         .unwrap_or_else(|| Status::internal("response ended without grpc-status"));
@@ -70,7 +74,7 @@ where
     }
     Ok(Reply {
         headers,
-        message: frame::parse_single_frame(frames, limit, Side::Response)?,
+        message: frame::parse_single_frame(frames, limit, Side::Response, encoding)?,
         trailers: strip_status(trailers),
     })
 }
@@ -141,14 +145,18 @@ where
             items: Box::pin(end),
         });
     };
+    let encoding = response_encoding(&headers)?;
     let envelopes = frame::envelopes(body, limit, Side::Response, deadline);
     let items = stream::unfold(Some(envelopes), move |state| {
         let request_error = Arc::clone(&request_error);
         async move {
             let mut envelopes = state?;
             let (status, trailers) = match envelopes.next().await {
-                Some(Ok(Envelope::Message { flag: 0, data })) => {
-                    return Some((Item::Message(data), Some(envelopes)));
+                Some(Ok(Envelope::Message { flag, data })) if flag & !FLAG_COMPRESSED == 0 => {
+                    match compression::decode_payload(flag, data, encoding, limit, Side::Response) {
+                        Ok(data) => return Some((Item::Message(data), Some(envelopes))),
+                        Err(status) => (status, HeaderMap::new()),
+                    }
                 }
                 Some(Ok(Envelope::Message { flag, .. })) => (
                     Status::internal(format!("unexpected gRPC frame flag {flag:#04x}")),
@@ -224,6 +232,16 @@ fn check_head(status: StatusCode, mut headers: HeaderMap) -> Result<Option<Heade
         return Ok(None);
     }
     Ok(Some(headers))
+}
+
+/// The `grpc-encoding` of an answer's messages.
+///
+/// # Errors
+///
+/// INTERNAL for one we cannot read (we never asked for it).
+fn response_encoding(headers: &HeaderMap) -> Result<Encoding, Status> {
+    Encoding::from_header(headers, "grpc-encoding")
+        .map_err(|status| Status::internal(format!("upstream answer: {}", status.message())))
 }
 
 /// `grpc-timeout` in milliseconds; the spec allows at most 8 digits per unit.

@@ -2,7 +2,9 @@
 //! (base64), over HTTP/1.1 or HTTP/2: gRPC's frames in the body, the status as a final frame
 //! with flag `0x80` holding `name:value\r\n` lines, since browsers cannot read trailers.
 //!
-//! The head and the deadline are gRPC's (`protocol::grpc`). tonic-web does this framing only
+//! The head, the deadline, the codecs (`+proto`, `+json`) and the compression (`grpc-encoding`,
+//! `grpc-accept-encoding`, compressed-flag frames both ways; the trailer frame is never
+//! compressed) are gRPC's (`protocol::grpc`). tonic-web does this framing only
 //! as a layer over a gRPC `http` service, which is the in-process wire round trip the call
 //! pipeline exists to avoid; the framing itself is a few lines over `call::frame`. CORS is
 //! `crate::cors`'s.
@@ -16,11 +18,16 @@ use http_body::Frame;
 use http_body_util::{BodyExt as _, StreamBody};
 use tonic::{Code, Status};
 
-use super::grpc::{decode_call, request_messages, status_trailers};
-use super::{ClientProtocol, MessageEncoder, Refused, Stage, proto_encoder};
+use super::grpc::{
+    decode_call, encode_message, encoding_headers, message_encoder, request_messages,
+    request_to_proto, status_trailers,
+};
+use super::{ClientProtocol, MessageEncoder, Refused, Stage, Wire};
 use crate::BoxError;
+use crate::call::compression::Encoding;
 use crate::call::frame::{self, FRAME_HEADER_LEN, Side, too_large};
 use crate::call::{Call, Item, MessageStream, Reply, StreamReply};
+use crate::detect::Codec;
 use crate::state::GatewayState;
 
 /// The trailer frame's flag.
@@ -34,6 +41,9 @@ pub(crate) struct GrpcWeb {
     /// The answer is base64 text: the client accepts text, or accepts no gRPC-Web type and
     /// sent text.
     pub(crate) text_reply: bool,
+    /// The codec the content type names (protobuf when it names none we know: the head is
+    /// refused then, and the refusal is written as `+proto`).
+    pub(crate) codec: Codec,
 }
 
 impl GrpcWeb {
@@ -55,14 +65,20 @@ impl GrpcWeb {
         } else {
             text
         };
-        Self { text, text_reply }
+        let codec = super::codec::grpc_codec(headers).unwrap_or(Codec::Proto);
+        Self {
+            text,
+            text_reply,
+            codec,
+        }
     }
 
     fn content_type(self) -> &'static str {
-        if self.text_reply {
-            "application/grpc-web-text+proto"
-        } else {
-            "application/grpc-web+proto"
+        match (self.text_reply, self.codec) {
+            (true, Codec::Proto) => "application/grpc-web-text+proto",
+            (true, Codec::Json) => "application/grpc-web-text+json",
+            (false, Codec::Proto) => "application/grpc-web+proto",
+            (false, Codec::Json) => "application/grpc-web+json",
         }
     }
 
@@ -76,7 +92,12 @@ impl GrpcWeb {
         }
     }
 
-    fn response(self, metadata: HeaderMap, body: tonic::body::Body) -> Response<tonic::body::Body> {
+    fn response(
+        self,
+        metadata: HeaderMap,
+        wire: Wire,
+        body: tonic::body::Body,
+    ) -> Response<tonic::body::Body> {
         let mut response = Response::new(body);
         let headers = response.headers_mut();
         for (name, value) in super::visible_metadata(metadata) {
@@ -86,21 +107,22 @@ impl GrpcWeb {
             header::CONTENT_TYPE,
             HeaderValue::from_static(self.content_type()),
         );
+        encoding_headers(headers, wire);
         *response.status_mut() = StatusCode::OK;
         response
     }
 }
 
 impl ClientProtocol for GrpcWeb {
-    type Head = ();
+    type Head = Wire;
 
     fn decode_head(
         &self,
         state: &GatewayState,
         parts: &Parts,
-    ) -> Result<(Call, HeaderMap, ()), Refused> {
+    ) -> Result<(Call, HeaderMap, Wire), Refused> {
         match decode_call(state, parts) {
-            Ok((call, metadata)) => Ok((call, metadata, ())),
+            Ok(decoded) => Ok(decoded),
             Err(status) => Err(Refused {
                 response: self.encode_error(state, Stage::Request, &status),
                 status,
@@ -111,8 +133,8 @@ impl ClientProtocol for GrpcWeb {
     async fn decode_request<B>(
         &self,
         state: &GatewayState,
-        _call: &Call,
-        _head: &(),
+        call: &Call,
+        wire: &Wire,
         _parts: &Parts,
         body: B,
     ) -> Result<Bytes, Status>
@@ -137,14 +159,15 @@ impl ClientProtocol for GrpcWeb {
             }
         };
         let data = if self.text { decode_text(&data)? } else { data };
-        frame::parse_single_frame(data, limit, Side::Request)
+        let message = frame::parse_single_frame(data, limit, Side::Request, wire.request)?;
+        request_to_proto(state, call, wire.codec, message)
     }
 
     fn decode_stream<B>(
         &self,
         state: &GatewayState,
         call: &Call,
-        _head: &(),
+        wire: &Wire,
         body: B,
     ) -> Result<MessageStream, Status>
     where
@@ -157,54 +180,54 @@ impl ClientProtocol for GrpcWeb {
                 call.method.full_name()
             )));
         }
-        let limit = state.opts.max_message_bytes;
-        Ok(request_messages(frame::envelopes(
-            body,
-            limit,
-            Side::Request,
-            None,
-        )))
+        Ok(request_messages(state, call, *wire, body))
     }
 
     fn encode_response(
         &self,
-        _state: &GatewayState,
-        _call: &Call,
-        _head: &(),
+        state: &GatewayState,
+        call: &Call,
+        wire: &Wire,
         reply: Reply,
     ) -> Result<Response<tonic::body::Body>, Status> {
+        let mut encode = message_encoder(state, call, wire.codec);
+        let message = encode(reply.message)?;
+        let message = encode_message(wire.response, message)?;
         let trailers = status_trailers(&Status::new(Code::Ok, ""), reply.trailers);
-        let mut body = BytesMut::with_capacity(FRAME_HEADER_LEN * 2 + reply.message.len() + 64);
-        body.extend_from_slice(&frame::encode_frame(0, &reply.message)?);
+        let mut body = BytesMut::with_capacity(FRAME_HEADER_LEN + message.len() + 64);
+        body.extend_from_slice(&message);
         body.extend_from_slice(&trailer_frame(&trailers));
         let body = self.chunk(body.freeze());
         Ok(self.response(
             reply.headers,
+            *wire,
             tonic::body::Body::new(http_body_util::Full::new(body)),
         ))
     }
 
-    fn message_encoder(&self, _state: &GatewayState, _call: &Call, _head: &()) -> MessageEncoder {
-        proto_encoder()
+    fn message_encoder(&self, state: &GatewayState, call: &Call, wire: &Wire) -> MessageEncoder {
+        message_encoder(state, call, wire.codec)
     }
 
     fn encode_stream(
         &self,
         _state: &GatewayState,
         _call: &Call,
-        _head: &(),
+        wire: &Wire,
         reply: StreamReply,
     ) -> Response<tonic::body::Body> {
         let mode = *self;
+        let encoding = wire.response;
         let chunks = reply.items.map(move |item| {
             let bytes = match item {
-                Item::Message(message) => frame::encode_frame(0, &message)?,
+                Item::Message(message) => encode_message(encoding, message)?,
                 Item::End(status, trailers) => trailer_frame(&status_trailers(&status, trailers)),
             };
             Ok::<_, Status>(Frame::data(mode.chunk(bytes)))
         });
         self.response(
             reply.headers,
+            *wire,
             tonic::body::Body::new(StreamBody::new(chunks)),
         )
     }
@@ -218,8 +241,14 @@ impl ClientProtocol for GrpcWeb {
         // Always the trailer frame, never trailers-only: every gRPC-Web client reads it there.
         let body = self.chunk(trailer_frame(&status_trailers(status, HeaderMap::new())));
         let frames = stream::iter([Ok::<_, Status>(Frame::data(body))]);
+        let wire = Wire {
+            codec: self.codec,
+            request: Encoding::Identity,
+            response: Encoding::Identity,
+        };
         self.response(
             status.metadata().clone().into_headers(),
+            wire,
             tonic::body::Body::new(StreamBody::new(frames)),
         )
     }

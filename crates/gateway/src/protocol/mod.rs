@@ -13,6 +13,7 @@
 //! `crate::layer`. The helpers below are what the modules share: bounded body reading, the
 //! header → metadata filter, the `grpc-timeout` grammar, plain responses.
 
+pub(crate) mod codec;
 pub(crate) mod connect;
 pub(crate) mod grpc;
 pub(crate) mod grpc_web;
@@ -30,7 +31,9 @@ use tonic::{Code, Status};
 use tower::Service;
 
 use crate::BoxError;
+use crate::call::compression::Encoding;
 use crate::call::{self, Call, Item, MessageStream, Reply, StreamReply};
+use crate::detect::Codec;
 use crate::ops::observer::Observer;
 use crate::state::GatewayState;
 
@@ -50,6 +53,41 @@ pub(crate) enum Stage {
     Request,
     /// The call itself, or rendering its answer.
     Call,
+}
+
+/// How a call's messages travel, decided once from the request head: their codec, what the
+/// request's messages are compressed with, and what the answer's may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Wire {
+    /// The codec of every message, both ways.
+    pub(crate) codec: Codec,
+    /// The request's compression (`grpc-encoding`, `connect-content-encoding`,
+    /// `Content-Encoding`).
+    pub(crate) request: Encoding,
+    /// The answer's: the request's own, else what the client accepts, else identity.
+    pub(crate) response: Encoding,
+}
+
+impl Wire {
+    /// The wire of a request whose codec is `codec`, compressed as its `encoding` header says,
+    /// accepting what its `accept` header lists.
+    ///
+    /// # Errors
+    ///
+    /// UNIMPLEMENTED for an encoding we do not read, naming what we do.
+    pub(crate) fn from_headers(
+        codec: Codec,
+        headers: &HeaderMap,
+        encoding: &str,
+        accept: &str,
+    ) -> Result<Self, Status> {
+        let request = Encoding::from_header(headers, encoding)?;
+        Ok(Self {
+            codec,
+            request,
+            response: request.for_response(headers, accept),
+        })
+    }
 }
 
 /// Turns one response message (protobuf) into the bytes of the request's codec.
@@ -295,25 +333,6 @@ pub(crate) fn parse_grpc_timeout(value: &HeaderValue) -> Result<Duration, Status
         Some("n") => Duration::from_nanos(n),
         _ => return Err(bad()),
     })
-}
-
-/// Refuses a compressed message: `header` (`grpc-encoding`, `content-encoding`,
-/// `connect-content-encoding`) may only be absent or `identity`.
-///
-/// # Errors
-///
-/// UNIMPLEMENTED naming the header and its value, as every one of these protocols answers an
-/// encoding it does not read.
-pub(crate) fn identity_only(headers: &HeaderMap, header: &str) -> Result<(), Status> {
-    match headers.get(header) {
-        Some(encoding) if !encoding.as_bytes().eq_ignore_ascii_case(b"identity") => {
-            Err(Status::unimplemented(format!(
-                "{header} {:?} is not supported; send identity",
-                String::from_utf8_lossy(encoding.as_bytes())
-            )))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// The `grpc-timeout` header of a request, if any.

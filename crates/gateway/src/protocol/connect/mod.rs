@@ -12,17 +12,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
-use prost::Message as _;
-use prost_reflect::{DynamicMessage, MessageDescriptor};
-use switchyard_transcode::JsonOptions;
-use switchyard_transcode::json::{encode_message, parse_message};
 use tonic::Status;
 
+pub(crate) use super::codec::{from_proto, in_process, json_for, to_proto};
 use super::{
-    ClientProtocol, MessageEncoder, Refused, Stage, forwarded_metadata, full_response,
-    identity_only, proto_encoder, read_body, visible_metadata,
+    ClientProtocol, MessageEncoder, Refused, Stage, Wire, forwarded_metadata, full_response,
+    proto_encoder, read_body, visible_metadata,
 };
 use crate::BoxError;
+use crate::call::compression::{self, ACCEPTED, COMPRESS_MIN_BYTES, Encoding};
+use crate::call::frame::Side;
 use crate::call::{Call, MessageStream, Reply, StreamReply};
 use crate::detect::Codec;
 use crate::state::GatewayState;
@@ -39,13 +38,13 @@ pub(crate) struct ConnectUnary {
 }
 
 impl ClientProtocol for ConnectUnary {
-    type Head = ();
+    type Head = Wire;
 
     fn decode_head(
         &self,
         state: &GatewayState,
         parts: &Parts,
-    ) -> Result<(Call, HeaderMap, ()), Refused> {
+    ) -> Result<(Call, HeaderMap, Wire), Refused> {
         let refuse = |status: Status| Refused {
             response: error::encode_error(&status, &state.pool),
             status,
@@ -59,18 +58,32 @@ impl ClientProtocol for ConnectUnary {
             ))));
         }
         check_version(&parts.headers).map_err(refuse)?;
-        identity_only(&parts.headers, header::CONTENT_ENCODING.as_str()).map_err(refuse)?;
+        let wire = Wire::from_headers(
+            self.codec,
+            &parts.headers,
+            header::CONTENT_ENCODING.as_str(),
+            header::ACCEPT_ENCODING.as_str(),
+        )
+        .map_err(|status| {
+            // connect-go names what it takes in the answer's Accept-Encoding too.
+            let mut refused = refuse(status);
+            refused
+                .response
+                .headers_mut()
+                .insert(header::ACCEPT_ENCODING, HeaderValue::from_static(ACCEPTED));
+            refused
+        })?;
         let asked = parse_timeout(&parts.headers).map_err(refuse)?;
         let call = state.call(entry, asked);
         let metadata = forwarded_metadata(&parts.headers, state.opts.forward_headers.as_deref());
-        Ok((call, metadata, ()))
+        Ok((call, metadata, wire))
     }
 
     async fn decode_request<B>(
         &self,
         state: &GatewayState,
         call: &Call,
-        _head: &(),
+        wire: &Wire,
         _parts: &Parts,
         body: B,
     ) -> Result<Bytes, Status>
@@ -78,17 +91,15 @@ impl ClientProtocol for ConnectUnary {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let body = read_body(body, state.opts.max_message_bytes).await?;
-        let in_process = state
-            .handlers
-            .as_ref()
-            .is_some_and(|h| h.contains(&call.path));
+        let limit = state.opts.max_message_bytes;
+        let body = read_body(body, limit).await?;
+        let body = compression::inflate(wire.request, body, limit, Side::Request)?;
         to_proto(
             &call.method.input(),
             self.codec,
             body,
             json_for(state, call),
-            !in_process,
+            !in_process(state, call),
         )
     }
 
@@ -96,7 +107,7 @@ impl ClientProtocol for ConnectUnary {
         &self,
         _state: &GatewayState,
         call: &Call,
-        _head: &(),
+        _head: &Wire,
         _body: B,
     ) -> Result<MessageStream, Status>
     where
@@ -110,7 +121,7 @@ impl ClientProtocol for ConnectUnary {
         &self,
         state: &GatewayState,
         call: &Call,
-        _head: &(),
+        wire: &Wire,
         reply: Reply,
     ) -> Result<Response<tonic::body::Body>, Status> {
         let body = from_proto(
@@ -119,8 +130,21 @@ impl ClientProtocol for ConnectUnary {
             reply.message,
             json_for(state, call),
         )?;
+        let gzip = wire.response == Encoding::Gzip && body.len() >= COMPRESS_MIN_BYTES;
+        let body = if gzip {
+            compression::gzip(&body)?
+        } else {
+            body
+        };
         let mut response = full_response(StatusCode::OK, self.codec.content_type(), body);
         let headers = response.headers_mut();
+        if gzip {
+            headers.insert(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_static(Encoding::Gzip.name()),
+            );
+        }
+        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(ACCEPTED));
         for (name, value) in visible_metadata(reply.headers) {
             headers.append(name, value);
         }
@@ -132,7 +156,7 @@ impl ClientProtocol for ConnectUnary {
         Ok(response)
     }
 
-    fn message_encoder(&self, _state: &GatewayState, _call: &Call, _head: &()) -> MessageEncoder {
+    fn message_encoder(&self, _state: &GatewayState, _call: &Call, _head: &Wire) -> MessageEncoder {
         proto_encoder()
     }
 
@@ -140,7 +164,7 @@ impl ClientProtocol for ConnectUnary {
         &self,
         state: &GatewayState,
         call: &Call,
-        _head: &(),
+        _head: &Wire,
         _reply: StreamReply,
     ) -> Response<tonic::body::Body> {
         error::encode_error(&not_unary(call), &state.pool)
@@ -162,11 +186,6 @@ fn not_unary(call: &Call) -> Status {
         "{} streams; Connect unary cannot carry it",
         call.method.full_name()
     ))
-}
-
-/// The JSON mapping of the call's service.
-pub(crate) fn json_for<'a>(state: &'a GatewayState, call: &Call) -> &'a JsonOptions {
-    state.json_for(call.method.parent_service().full_name())
 }
 
 /// `connect-protocol-version`, when sent, must be `1`.
@@ -198,66 +217,21 @@ pub(crate) fn parse_timeout(headers: &HeaderMap) -> Result<Option<Duration>, Sta
     Ok(Some(Duration::from_millis(millis)))
 }
 
-/// A request message in `codec` as protobuf. Binary messages pass through as they are, unless
-/// `check` asks to verify they decode as `input` (an upstream would call a bad one INTERNAL;
-/// it is the caller's INVALID_ARGUMENT).
-///
-/// # Errors
-///
-/// INVALID_ARGUMENT for a message that is not an `input`.
-pub(crate) fn to_proto(
-    input: &MessageDescriptor,
-    codec: Codec,
-    data: Bytes,
-    json: &JsonOptions,
-    check: bool,
-) -> Result<Bytes, Status> {
-    match codec {
-        Codec::Proto => {
-            if check {
-                DynamicMessage::decode(input.clone(), data.clone()).map_err(|e| {
-                    Status::invalid_argument(format!(
-                        "the body is not a valid {} message: {e}",
-                        input.full_name()
-                    ))
-                })?;
-            }
-            Ok(data)
-        }
-        Codec::Json => Ok(Bytes::from(
-            parse_message(input.clone(), &data, json)?.encode_to_vec(),
-        )),
-    }
-}
+/// Every content type a method path takes, for `Accept-Post` (RFC 9110 §15.5.16 and connect-go
+/// list them on a 415).
+const ACCEPT_POST: &str = "application/connect+json, application/connect+proto, \
+    application/grpc, application/grpc+json, application/grpc+proto, \
+    application/grpc-web, application/grpc-web+json, application/grpc-web+proto, \
+    application/grpc-web-text, application/grpc-web-text+json, application/grpc-web-text+proto, \
+    application/json, application/proto";
 
-/// A response message (protobuf) in `codec`.
-///
-/// # Errors
-///
-/// INTERNAL when the bytes are not an `output` or cannot be rendered.
-pub(crate) fn from_proto(
-    output: &MessageDescriptor,
-    codec: Codec,
-    data: Bytes,
-    json: &JsonOptions,
-) -> Result<Bytes, Status> {
-    match codec {
-        Codec::Proto => Ok(data),
-        Codec::Json => {
-            let message = DynamicMessage::decode(output.clone(), data).map_err(|e| {
-                Status::internal(format!("response is not a {}: {e}", output.full_name()))
-            })?;
-            Ok(Bytes::from(encode_message(&message, json)?))
-        }
-    }
-}
-
-/// The answer to a known Connect path posted with a content type Connect does not define.
+/// The answer to a known Connect path posted with a content type Connect does not define (an
+/// unknown codec): HTTP 415 with `Accept-Post`, as connect-go answers.
 pub(crate) fn unsupported_media() -> Response<tonic::body::Body> {
     let mut response = full_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, "text/plain", "");
     response.headers_mut().insert(
         HeaderName::from_static("accept-post"),
-        HeaderValue::from_static("application/json, application/proto"),
+        HeaderValue::from_static(ACCEPT_POST),
     );
     response
 }
@@ -266,6 +240,7 @@ pub(crate) fn unsupported_media() -> Response<tonic::body::Body> {
 mod tests {
     use super::*;
     use http::Request;
+    use prost_reflect::DynamicMessage;
     use tonic::Code;
 
     #[test]
@@ -309,12 +284,12 @@ mod tests {
         let state = crate::testutil::state();
         let connect = ConnectUnary { codec: Codec::Json };
         let parts = parts_for(path, headers);
-        let (call, metadata, ()) = connect
+        let (call, metadata, wire) = connect
             .decode_head(&state, &parts)
             .map_err(|r| r.status.code())?;
         let body = http_body_util::Full::new(Bytes::from_static(body));
         let message = connect
-            .decode_request(&state, &call, &(), &parts, body)
+            .decode_request(&state, &call, &wire, &parts, body)
             .await
             .map_err(|s| s.code())?;
         Ok((call, metadata, message))
@@ -340,7 +315,7 @@ mod tests {
             ),
             (
                 echo,
-                &[("content-encoding", "gzip")],
+                &[("content-encoding", "br")],
                 body,
                 Err(Code::Unimplemented),
             ),

@@ -17,19 +17,23 @@ use prost_reflect::DescriptorPool;
 use tonic::Status;
 
 use super::error::error_json;
-use super::{from_proto, json_for, parse_timeout, to_proto};
+use super::{from_proto, in_process, json_for, parse_timeout, to_proto};
 use crate::BoxError;
+use crate::call::compression::{self, ACCEPTED, Encoding};
 use crate::call::frame::{self, Envelope, FLAG_COMPRESSED, Side};
 use crate::call::{Call, Item, MessageStream, Reply, StreamReply};
 use crate::detect::Codec;
 use crate::protocol::{
-    ClientProtocol, MessageEncoder, Refused, Stage, forwarded_metadata, identity_only,
-    visible_metadata,
+    ClientProtocol, MessageEncoder, Refused, Stage, Wire, forwarded_metadata, visible_metadata,
 };
 use crate::state::GatewayState;
 
 /// Envelope flag: the end-of-stream message.
 const FLAG_END_STREAM: u8 = 0x02;
+/// The request's envelope compression.
+const CONTENT_ENCODING: &str = "connect-content-encoding";
+/// What the client accepts for the answer's envelopes, and what we take.
+const ACCEPT_ENCODING: &str = "connect-accept-encoding";
 
 /// Connect streaming in one codec.
 #[derive(Debug, Clone, Copy)]
@@ -38,8 +42,9 @@ pub(crate) struct ConnectStream {
 }
 
 impl ConnectStream {
-    /// The request messages in protobuf, one per envelope as it arrives.
-    fn messages<B>(self, state: &GatewayState, call: &Call, body: B) -> MessageStream
+    /// The request messages in protobuf, one per envelope as it arrives, each inflated (at
+    /// most the message limit) when its flag says it is compressed.
+    fn messages<B>(self, state: &GatewayState, call: &Call, wire: Wire, body: B) -> MessageStream
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -47,31 +52,32 @@ impl ConnectStream {
         let input = call.method.input();
         let json = json_for(state, call).clone();
         let codec = self.codec;
-        let in_process = state
-            .handlers
-            .as_ref()
-            .is_some_and(|h| h.contains(&call.path));
-        let envelopes = frame::envelopes(body, state.opts.max_message_bytes, Side::Request, None);
+        let check = !in_process(state, call);
+        let limit = state.opts.max_message_bytes;
+        let envelopes = frame::envelopes(body, limit, Side::Request, None);
         Box::pin(envelopes.filter_map(move |envelope| {
             std::future::ready(match envelope {
-                Ok(Envelope::Message { flag, .. }) if flag & FLAG_COMPRESSED != 0 => Some(Err(
-                    Status::unimplemented("compressed messages are not supported; send identity"),
-                )),
                 // A client may end its half with an end-of-stream envelope of its own.
                 Ok(Envelope::Message { flag, .. }) if flag & FLAG_END_STREAM != 0 => None,
-                Ok(Envelope::Message { flag: 0, data }) => {
-                    Some(to_proto(&input, codec, data, &json, !in_process))
-                }
-                Ok(Envelope::Message { flag, .. }) => Some(Err(Status::invalid_argument(format!(
-                    "unknown envelope flag {flag:#04x}"
-                )))),
+                Ok(Envelope::Message { flag, .. }) if flag & !FLAG_COMPRESSED != 0 => Some(Err(
+                    Status::invalid_argument(format!("unknown envelope flag {flag:#04x}")),
+                )),
+                Ok(Envelope::Message { flag, data }) => Some(
+                    compression::decode_payload(flag, data, wire.request, limit, Side::Request)
+                        .and_then(|data| to_proto(&input, codec, data, &json, check)),
+                ),
                 Ok(Envelope::Trailers(_)) => None,
                 Err(status) => Some(Err(status)),
             })
         }))
     }
 
-    fn response(self, metadata: HeaderMap, body: tonic::body::Body) -> Response<tonic::body::Body> {
+    fn response(
+        self,
+        metadata: HeaderMap,
+        encoding: Encoding,
+        body: tonic::body::Body,
+    ) -> Response<tonic::body::Body> {
         let mut response = Response::new(body);
         let headers = response.headers_mut();
         for (name, value) in visible_metadata(metadata) {
@@ -81,36 +87,46 @@ impl ConnectStream {
             header::CONTENT_TYPE,
             HeaderValue::from_static(self.codec.streaming_content_type()),
         );
+        if encoding != Encoding::Identity {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding.name()));
+        }
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static(ACCEPTED));
         *response.status_mut() = StatusCode::OK;
         response
     }
 }
 
 impl ClientProtocol for ConnectStream {
-    type Head = ();
+    type Head = Wire;
 
     fn decode_head(
         &self,
         state: &GatewayState,
         parts: &Parts,
-    ) -> Result<(Call, HeaderMap, ()), Refused> {
+    ) -> Result<(Call, HeaderMap, Wire), Refused> {
         let refuse = |status: Status| Refused {
             response: self.encode_error(state, Stage::Request, &status),
             status,
         };
         let entry = state.method(parts.uri.path()).map_err(refuse)?;
-        identity_only(&parts.headers, "connect-content-encoding").map_err(refuse)?;
+        let wire = Wire::from_headers(
+            self.codec,
+            &parts.headers,
+            CONTENT_ENCODING,
+            ACCEPT_ENCODING,
+        )
+        .map_err(refuse)?;
         let asked = parse_timeout(&parts.headers).map_err(refuse)?;
         let call = state.call(entry, asked);
         let metadata = forwarded_metadata(&parts.headers, state.opts.forward_headers.as_deref());
-        Ok((call, metadata, ()))
+        Ok((call, metadata, wire))
     }
 
     async fn decode_request<B>(
         &self,
         state: &GatewayState,
         call: &Call,
-        _head: &(),
+        wire: &Wire,
         _parts: &Parts,
         body: B,
     ) -> Result<Bytes, Status>
@@ -118,7 +134,7 @@ impl ClientProtocol for ConnectStream {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let mut messages = self.messages(state, call, body);
+        let mut messages = self.messages(state, call, *wire, body);
         let first = messages.next().await.transpose()?;
         let Some(message) = first else {
             return Err(Status::invalid_argument(format!(
@@ -139,21 +155,21 @@ impl ClientProtocol for ConnectStream {
         &self,
         state: &GatewayState,
         call: &Call,
-        _head: &(),
+        wire: &Wire,
         body: B,
     ) -> Result<MessageStream, Status>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        Ok(self.messages(state, call, body))
+        Ok(self.messages(state, call, *wire, body))
     }
 
     fn encode_response(
         &self,
         state: &GatewayState,
         call: &Call,
-        _head: &(),
+        wire: &Wire,
         reply: Reply,
     ) -> Result<Response<tonic::body::Body>, Status> {
         let message = from_proto(
@@ -162,15 +178,17 @@ impl ClientProtocol for ConnectStream {
             reply.message,
             json_for(state, call),
         )?;
-        let mut body = BytesMut::from(&envelope(0, &message)[..]);
+        let (flag, payload) = compression::deflate(wire.response, message)?;
+        let mut body = BytesMut::from(&envelope(flag, &payload)[..]);
         body.extend_from_slice(&end_stream(&Status::ok(""), reply.trailers, &state.pool));
         Ok(self.response(
             reply.headers,
+            wire.response,
             tonic::body::Body::new(http_body_util::Full::new(body.freeze())),
         ))
     }
 
-    fn message_encoder(&self, state: &GatewayState, call: &Call, _head: &()) -> MessageEncoder {
+    fn message_encoder(&self, state: &GatewayState, call: &Call, _head: &Wire) -> MessageEncoder {
         let output = call.method.output();
         let json = json_for(state, call).clone();
         let codec = self.codec;
@@ -181,18 +199,23 @@ impl ClientProtocol for ConnectStream {
         &self,
         state: &GatewayState,
         _call: &Call,
-        _head: &(),
+        wire: &Wire,
         reply: StreamReply,
     ) -> Response<tonic::body::Body> {
         let pool = state.pool.clone();
+        let encoding = wire.response;
         let frames = reply.items.map(move |item| {
             Ok::<_, Status>(Frame::data(match item {
-                Item::Message(message) => envelope(0, &message),
+                Item::Message(message) => {
+                    let (flag, payload) = compression::deflate(encoding, message)?;
+                    envelope(flag, &payload)
+                }
                 Item::End(status, trailers) => end_stream(&status, trailers, &pool),
             }))
         });
         self.response(
             reply.headers,
+            encoding,
             tonic::body::Body::new(StreamBody::new(frames)),
         )
     }
@@ -207,6 +230,7 @@ impl ClientProtocol for ConnectStream {
         let frames = stream::iter([Ok::<_, Status>(Frame::data(end))]);
         self.response(
             HeaderMap::new(),
+            Encoding::Identity,
             tonic::body::Body::new(StreamBody::new(frames)),
         )
     }

@@ -1,7 +1,10 @@
 //! The REST protocol: JSON over HTTP, transcoded from `google.api.http` annotations into one
 //! gRPC call — the route lookup (404, 400 for a malformed path, 405 with `Allow`), the body
 //! limit (413), `Grpc-Timeout`, grpc-gateway's header conventions, and `GET /openapi.json`.
-//! Server-streaming methods answer NDJSON or Server-Sent Events ([`stream`]).
+//! Server-streaming methods answer NDJSON or Server-Sent Events ([`stream`]). A request body
+//! may come gzipped (`Content-Encoding`, inflated within the body limit); a unary answer of at
+//! least 1 KiB is gzipped for a client whose `Accept-Encoding` lists gzip (streams are not:
+//! each message must reach the client as it is written).
 //!
 //! Routing, binding, JSON and the code → HTTP status table all live in
 //! `switchyard-transcode`; this module adapts them to `http` types and to the protocol
@@ -23,6 +26,8 @@ use switchyard_transcode::{JsonOptions, Route, RouteError, RouteMatch, rest_erro
 use tonic::{Code, Status};
 
 use crate::BoxError;
+use crate::call::compression::{self, ACCEPTED, COMPRESS_MIN_BYTES, Encoding};
+use crate::call::frame::Side;
 use crate::call::{Call, MessageStream, Reply, StreamReply};
 use crate::protocol::{
     ClientProtocol, MessageEncoder, Refused, Stage, forwarded_metadata, full_response,
@@ -35,10 +40,60 @@ use stream::Framing;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rest;
 
-/// What REST keeps from the head: the matched route and, for streams, the framing asked for.
+/// What REST keeps from the head: the matched route, for streams the framing asked for, and
+/// the body's compression each way.
 pub(crate) struct RestHead {
     found: RouteMatch,
     framing: Framing,
+    /// The request body's `Content-Encoding`.
+    request: Encoding,
+    /// Gzip when the client's `Accept-Encoding` lists it.
+    response: Encoding,
+}
+
+/// The client's content codings: what its body is in, what it accepts back.
+///
+/// # Errors
+///
+/// HTTP 415 with `Accept-Encoding` naming what we read (RFC 9110 §15.5.16, RFC 7694) for a
+/// `Content-Encoding` we do not.
+fn encodings(parts: &Parts, pool: &DescriptorPool) -> Result<(Encoding, Encoding), Refused> {
+    let request = Encoding::from_header(&parts.headers, http::header::CONTENT_ENCODING.as_str())
+        .map_err(|status| {
+            let mut response = encode_error(&status, pool);
+            *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+            response.headers_mut().insert(
+                http::header::ACCEPT_ENCODING,
+                http::HeaderValue::from_static(ACCEPTED),
+            );
+            Refused { status, response }
+        })?;
+    let response =
+        Encoding::Identity.for_response(&parts.headers, http::header::ACCEPT_ENCODING.as_str());
+    Ok((request, response))
+}
+
+/// `response` with its body gzipped when `encoding` is gzip and the body is worth it, and
+/// `Vary: accept-encoding` either way (a cache must not hand the gzip to a client that did
+/// not ask for it).
+fn compressed(
+    mut response: Response<tonic::body::Body>,
+    body: &Bytes,
+    encoding: Encoding,
+) -> Result<Response<tonic::body::Body>, Status> {
+    response.headers_mut().append(
+        http::header::VARY,
+        http::HeaderValue::from_static("accept-encoding"),
+    );
+    if encoding == Encoding::Gzip && body.len() >= COMPRESS_MIN_BYTES {
+        let packed = compression::gzip(body)?;
+        *response.body_mut() = tonic::body::Body::new(http_body_util::Full::new(packed));
+        response.headers_mut().insert(
+            http::header::CONTENT_ENCODING,
+            http::HeaderValue::from_static(Encoding::Gzip.name()),
+        );
+    }
+    Ok(response)
 }
 
 impl ClientProtocol for Rest {
@@ -54,10 +109,13 @@ impl ClientProtocol for Rest {
             && parts.method == http::Method::GET
             && path == "/openapi.json"
         {
-            return Err(Refused {
-                status: Status::ok(""),
-                response: full_response(StatusCode::OK, "application/json", doc.clone()),
-            });
+            let (_, encoding) = encodings(parts, &state.pool)?;
+            let response = full_response(StatusCode::OK, "application/json", doc.clone());
+            let (status, response) = match compressed(response, doc, encoding) {
+                Ok(response) => (Status::ok(""), response),
+                Err(status) => (status.clone(), encode_error(&status, &state.pool)),
+            };
+            return Err(Refused { status, response });
         }
         // The one route lookup of the request, before the body: a 404 or 405 need not wait.
         let found = state
@@ -87,11 +145,14 @@ impl ClientProtocol for Rest {
         })?;
         // `Grpc-Timeout` (grpc-gateway's REST header) or the service's default.
         let asked = grpc_timeout_header(&parts.headers).map_err(refuse)?;
+        let (request, response) = encodings(parts, &state.pool)?;
         let call = state.call(entry, asked);
         let metadata = forwarded_metadata(&parts.headers, state.opts.forward_headers.as_deref());
         let head = RestHead {
             found,
             framing: Framing::from_accept(&parts.headers),
+            request,
+            response,
         };
         Ok((call, metadata, head))
     }
@@ -108,7 +169,9 @@ impl ClientProtocol for Rest {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let body = read_body(body, state.opts.max_message_bytes).await?;
+        let limit = state.opts.max_message_bytes;
+        let body = read_body(body, limit).await?;
+        let body = compression::inflate(head.request, body, limit, Side::Request)?;
         let json = crate::protocol::connect::json_for(state, call);
         decode_matched(&head.found, json, parts, body)
     }
@@ -139,7 +202,7 @@ impl ClientProtocol for Rest {
         reply: Reply,
     ) -> Result<Response<tonic::body::Body>, Status> {
         let json = crate::protocol::connect::json_for(state, call);
-        let mut response = encode_response(head.found.route(), json, reply.message)?;
+        let mut response = encode_response(head.found.route(), json, reply.message, head.response)?;
         metadata_headers(response.headers_mut(), reply.headers, "grpc-metadata-");
         metadata_headers(response.headers_mut(), reply.trailers, "grpc-trailer-");
         Ok(response)
@@ -309,7 +372,8 @@ pub(crate) fn decode_matched(
 }
 
 /// Renders the gRPC response message as JSON (the whole message, or the
-/// route's `response_body` field) with HTTP 200.
+/// route's `response_body` field) with HTTP 200, gzipped when `encoding` is gzip and the body
+/// is worth it.
 ///
 /// # Errors
 ///
@@ -319,18 +383,20 @@ pub(crate) fn encode_response(
     route: &Route,
     opts: &JsonOptions,
     message: Bytes,
+    encoding: Encoding,
 ) -> Result<Response<tonic::body::Body>, Status> {
     let output = route.method().output();
     let decoded = DynamicMessage::decode(output, message)
         .map_err(|e| Status::internal(format!("cannot decode the response message: {e}")))?;
     let (content_type, body) = switchyard_transcode::encode_http_response(route, &decoded, opts)?;
-    let mut response = full_response(StatusCode::OK, "application/json", body);
+    let body = Bytes::from(body);
+    let mut response = full_response(StatusCode::OK, "application/json", body.clone());
     if let Ok(value) = http::HeaderValue::from_str(&content_type) {
         response
             .headers_mut()
             .insert(http::header::CONTENT_TYPE, value);
     }
-    Ok(response)
+    compressed(response, &body, encoding)
 }
 
 /// Adds response metadata to `out` under grpc-gateway's names: `prefix` is
@@ -524,7 +590,12 @@ mod tests {
         let mut reply = DynamicMessage::new(desc);
         reply.set_field_by_name("message", Value::String("hi".into()));
         reply.set_field_by_name("big_number", Value::I64(1 << 60));
-        let response = encode_response(call.route(), &opts, Bytes::from(reply.encode_to_vec()));
+        let response = encode_response(
+            call.route(),
+            &opts,
+            Bytes::from(reply.encode_to_vec()),
+            Encoding::Identity,
+        );
         let response = match response {
             Ok(r) => r,
             Err(e) => panic!("{e}"),
@@ -543,7 +614,12 @@ mod tests {
             r#"{"message":"hi","bigNumber":"1152921504606846976"}"#
         );
 
-        let bad = encode_response(call.route(), &opts, Bytes::from_static(b"\xff"));
+        let bad = encode_response(
+            call.route(),
+            &opts,
+            Bytes::from_static(b"\xff"),
+            Encoding::Identity,
+        );
         assert_eq!(bad.err().map(|s| s.code()), Some(Code::Internal));
     }
 
