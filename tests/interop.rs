@@ -327,7 +327,7 @@ fn grpcio_gzip_flow() {
         "a list worth compressing: {result}"
     );
     assert!(
-        str_at(&result, "/notFound").contains("not found"),
+        str_at(&result, "/notFound").contains("could not be found"),
         "{result}"
     );
     let ids: Vec<String> = result["userIds"]
