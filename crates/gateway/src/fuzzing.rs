@@ -17,6 +17,7 @@ use prost_reflect::MessageDescriptor;
 use switchyard_transcode::JsonOptions;
 use tonic::Status;
 
+use crate::call::compression::Encoding;
 use crate::call::frame::{self, Envelope, Side};
 use crate::detect::Codec;
 use crate::protocol::{self, connect, grpc_web};
@@ -33,7 +34,9 @@ pub fn grpc_web_unary(body: &[u8], text: bool, max: usize) -> Result<Bytes, Stat
     } else {
         Bytes::copy_from_slice(body)
     };
-    frame::parse_single_frame(data, max, Side::Request)
+    // Identity: a compressed frame is refused (its inflation is `call::compression`'s, and
+    // tested there), so an accepted frame is exactly its payload.
+    frame::parse_single_frame(data, max, Side::Request, Encoding::Identity)
 }
 
 /// One item read from a framed request body: a message frame's flag and payload, or the
