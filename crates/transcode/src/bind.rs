@@ -163,6 +163,7 @@ fn http_body(desc: MessageDescriptor, content_type: Option<&str>, body: &[u8]) -
 pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, TranscodeError> {
     let decode = |s: &str| {
         percent_decode(&s.replace('+', " "), false)
+            .map(std::borrow::Cow::into_owned)
             .ok_or_else(|| TranscodeError::InvalidQuery(format!("cannot decode '{s}'")))
     };
     query

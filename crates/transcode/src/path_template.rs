@@ -18,6 +18,7 @@
 //! typed value, is left to [`crate::bind`]; choosing between templates is left
 //! to [`crate::route_table`].
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// One segment of a parsed template.
@@ -164,21 +165,34 @@ impl PathTemplate {
     /// value does not decode to UTF-8.
     pub fn match_path(&self, path: &str) -> Option<Vec<PathBinding>> {
         let rest = path.strip_prefix('/')?;
-        let mut parts: Vec<&str> = rest.split('/').collect();
-        if let Some(verb) = &self.verb {
+        let parts: Vec<&str> = rest.split('/').collect();
+        self.match_parts(&parts)
+    }
+
+    /// [`PathTemplate::match_path`] on a path already split at `/` (without the leading one),
+    /// so that a router trying several templates splits the request path once.
+    pub(crate) fn match_parts(&self, parts: &[&str]) -> Option<Vec<PathBinding>> {
+        let verb_stripped;
+        let parts = match &self.verb {
             // The verb is attached to the last segment: `/v1/books/1:archive`.
-            let last = parts.last_mut()?;
-            let stripped = last.strip_suffix(verb.as_str())?.strip_suffix(':')?;
-            *last = stripped;
-        }
-        let spans = self.match_segments(&parts)?;
+            Some(verb) => {
+                let (last, init) = parts.split_last()?;
+                let stem = last.strip_suffix(verb.as_str())?.strip_suffix(':')?;
+                verb_stripped = init.iter().copied().chain([stem]).collect::<Vec<_>>();
+                verb_stripped.as_slice()
+            }
+            None => parts,
+        };
+        let spans = self.match_segments(parts)?;
         let mut bindings = Vec::with_capacity(self.variables.len());
         for var in &self.variables {
             let from = spans.get(var.start)?.0;
             let to = spans.get(var.end.checked_sub(1)?)?.1;
-            let raw = parts.get(from..to)?.join("/");
             let keep_reserved = var.is_multi_segment(&self.segments);
-            let value = percent_decode(&raw, keep_reserved)?;
+            let value = match parts.get(from..to)? {
+                [one] => percent_decode(one, keep_reserved)?.into_owned(),
+                many => percent_decode(&many.join("/"), keep_reserved)?.into_owned(),
+            };
             bindings.push(PathBinding {
                 field_path: var.field_path.clone(),
                 value,
@@ -376,7 +390,8 @@ impl Parser<'_> {
         let raw = String::from_utf8_lossy(self.bytes.get(start..self.pos).unwrap_or_default())
             .into_owned();
         // Literals are compared decoded; the template author may have encoded them.
-        Ok(percent_decode(&raw, false).unwrap_or(raw))
+        let decoded = percent_decode(&raw, false).map(Cow::into_owned);
+        Ok(decoded.unwrap_or(raw))
     }
 }
 
@@ -431,9 +446,9 @@ fn is_reserved(b: u8) -> bool {
 /// Percent-decodes `raw`. With `keep_reserved`, escapes of reserved
 /// characters (such as `%2F`) stay as they are. Returns `None` for a
 /// malformed escape or a result that is not UTF-8.
-pub(crate) fn percent_decode(raw: &str, keep_reserved: bool) -> Option<String> {
+pub(crate) fn percent_decode(raw: &str, keep_reserved: bool) -> Option<Cow<'_, str>> {
     if !raw.contains('%') {
-        return Some(raw.to_owned());
+        return Some(Cow::Borrowed(raw));
     }
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -454,7 +469,7 @@ pub(crate) fn percent_decode(raw: &str, keep_reserved: bool) -> Option<String> {
             i += 1;
         }
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 fn hex_value(b: u8) -> Option<u8> {

@@ -11,6 +11,7 @@
 //! order; a segment trie keeps the lookup nearly flat in the number of routes. Building the request message is left to
 //! [`crate::bind`]; rendering the response to [`crate::json`].
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -284,19 +285,28 @@ impl RouteTable {
     /// HTTP methods (`HEAD` listed after `GET`).
     pub fn find(&self, method: &http::Method, path: &str) -> Result<RouteMatch, RouteError> {
         let path = path.split_once('?').map_or(path, |(p, _)| p);
-        if path
-            .split('/')
-            .any(|part| percent_decode(part, false).is_none())
-        {
-            return Err(RouteError::BadPath);
-        }
+        // The path is split and decoded once; the trie walks the decoded parts, the templates
+        // match the raw ones (a multi-segment variable keeps its reserved escapes).
+        let Some(rest) = path.strip_prefix('/') else {
+            return if percent_decode(path, false).is_none() {
+                Err(RouteError::BadPath)
+            } else {
+                Err(RouteError::NotFound)
+            };
+        };
+        let raw: Vec<&str> = rest.split('/').collect();
+        let decoded = raw
+            .iter()
+            .map(|part| percent_decode(part, false))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(RouteError::BadPath)?;
         let mut allowed: Vec<http::Method> = Vec::new();
         let mut head_fallback: Option<RouteMatch> = None;
-        for index in self.candidates(path) {
+        for index in self.candidates(&decoded) {
             let Some(route) = self.routes.get(index) else {
                 continue;
             };
-            let Some(bindings) = route.template.match_path(path) else {
+            let Some(bindings) = route.template.match_parts(&raw) else {
                 continue;
             };
             if route.http_method == *method {
@@ -336,26 +346,18 @@ impl RouteTable {
 }
 
 impl RouteTable {
-    /// Indices of the routes whose segment shape fits `path`, most specific
-    /// first. The templates still decide (verbs, percent-decoding).
-    fn candidates(&self, path: &str) -> Vec<usize> {
-        let Some(rest) = path.strip_prefix('/') else {
-            return Vec::new();
-        };
-        let decoded: Vec<String> = rest
-            .split('/')
-            .map(|part| percent_decode(part, false).unwrap_or_else(|| part.to_owned()))
-            .collect();
-        let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    /// Indices of the routes whose segment shape fits the decoded path `parts`, most
+    /// specific first. The templates still decide (verbs, percent-decoding).
+    fn candidates(&self, parts: &[Cow<'_, str>]) -> Vec<usize> {
+        let mut parts: Vec<&str> = parts.iter().map(AsRef::as_ref).collect();
         let mut out = Vec::new();
         self.trie.collect(&parts, &mut out);
         // A custom verb rides on the last segment: `/v1/books/7:archive`.
-        if let Some((last, init)) = parts.split_last()
+        if let Some(last) = parts.last_mut()
             && let Some((stem, _verb)) = last.rsplit_once(':')
         {
-            let mut stripped = init.to_vec();
-            stripped.push(stem);
-            self.trie.collect(&stripped, &mut out);
+            *last = stem;
+            self.trie.collect(&parts, &mut out);
         }
         out.sort_unstable();
         out.dedup();
@@ -367,7 +369,9 @@ impl RouteTable {
 /// child for `*`, one for `**`; each node lists the routes ending there.
 #[derive(Debug, Clone, Default)]
 struct TrieNode {
-    literals: HashMap<String, TrieNode>,
+    /// Sorted by text. A node has a few literal children (a dozen at most in the ZITADEL
+    /// APIs): a binary search over them costs less than hashing the segment with SipHash.
+    literals: Vec<(String, TrieNode)>,
     wildcard: Option<Box<TrieNode>>,
     deep: Option<Box<TrieNode>>,
     routes: Vec<usize>,
@@ -380,7 +384,22 @@ impl TrieNode {
             return;
         };
         let child = match first {
-            Segment::Literal(lit) => self.literals.entry(lit.clone()).or_default(),
+            Segment::Literal(lit) => {
+                let at = match self
+                    .literals
+                    .binary_search_by(|(text, _)| text.as_str().cmp(lit))
+                {
+                    Ok(at) => at,
+                    Err(at) => {
+                        self.literals.insert(at, (lit.clone(), TrieNode::default()));
+                        at
+                    }
+                };
+                match self.literals.get_mut(at) {
+                    Some((_, child)) => child,
+                    None => return,
+                }
+            }
             Segment::Wildcard => self.wildcard.get_or_insert_with(Box::default),
             Segment::DeepWildcard => self.deep.get_or_insert_with(Box::default),
         };
@@ -400,7 +419,11 @@ impl TrieNode {
             out.extend_from_slice(&self.routes);
             return;
         };
-        if let Some(child) = self.literals.get(*first) {
+        if let Ok(at) = self
+            .literals
+            .binary_search_by(|(text, _)| text.as_str().cmp(first))
+            && let Some((_, child)) = self.literals.get(at)
+        {
             child.collect(rest, out);
         }
         if let Some(child) = &self.wildcard {

@@ -264,8 +264,19 @@ fn new_request_id() -> HeaderValue {
     a.write_u64(n);
     let mut b = seed.build_hasher();
     b.write_u64(!n);
-    HeaderValue::from_str(&format!("{:016x}{:016x}", a.finish(), b.finish()))
-        .unwrap_or_else(|_| HeaderValue::from_static("0"))
+    // Written digit by digit: `format!` was 1.6k instructions of every request (callgrind).
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 32];
+    let words = [a.finish(), b.finish()];
+    for (i, digit) in text.iter_mut().enumerate() {
+        let word = words.get(i / 16).copied().unwrap_or_default();
+        let nibble = (word >> (60 - 4 * (i % 16))) & 0xf;
+        *digit = HEX
+            .get(usize::try_from(nibble).unwrap_or_default())
+            .copied()
+            .unwrap_or(b'0');
+    }
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]
@@ -286,6 +297,13 @@ mod tests {
             assert_eq!(valid_request_id(&value), want, "{value:?}");
         }
         assert_ne!(new_request_id(), new_request_id());
+        let id = new_request_id();
+        assert_eq!(id.len(), 32, "{id:?}");
+        assert!(
+            id.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
         assert!(valid_request_id(&new_request_id()));
     }
 
