@@ -388,11 +388,33 @@ impl Gateway {
     }
 }
 
-/// Starts the gateway with `config` (a JSON config) and extra arguments.
+/// `config` (the configuration's tables, as JSON values) as a TOML file in `dir`.
+fn write_config(dir: &Path, config: &serde_json::Value) -> PathBuf {
+    let path = dir.join("switchyard.toml");
+    std::fs::write(&path, toml::to_string(config).unwrap()).unwrap();
+    path
+}
+
+/// Starts the gateway with `config` (the configuration's tables, written as TOML) and extra
+/// arguments.
 fn start_gateway(config: serde_json::Value, args: &[&str]) -> Gateway {
+    start_gateway_with(config, args, &[])
+}
+
+/// [`start_gateway`] with environment variables.
+fn start_gateway_with(config: serde_json::Value, args: &[&str], env: &[(&str, &str)]) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("gateway.json");
-    std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let config_path = write_config(dir.path(), &config);
+    start_gateway_from(&config_path, args, env, dir)
+}
+
+/// Starts the gateway with the configuration file `config_path` (in `dir`, kept while it runs).
+fn start_gateway_from(
+    config_path: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    dir: tempfile::TempDir,
+) -> Gateway {
     let mut child = Command::new(switchyard_tests::binary())
         .arg("gateway")
         .arg("--listen")
@@ -400,8 +422,9 @@ fn start_gateway(config: serde_json::Value, args: &[&str]) -> Gateway {
         .arg("--log-format")
         .arg("json")
         .arg("--config")
-        .arg(&config_path)
+        .arg(config_path)
         .args(args)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -440,23 +463,27 @@ fn start_gateway(config: serde_json::Value, args: &[&str]) -> Gateway {
     }
 }
 
+/// The tests' configuration, as the TOML file's tables: the conformance protos, the echo
+/// upstream, per-service options.
 fn base_config(upstream: SocketAddr) -> serde_json::Value {
     let root = repo();
     json!({
-        "protos": ["conformance/v1/conformance.proto"],
-        "proto_paths": [root.join("tests/conformance"), root.join("proto")],
-        "upstreams": {"echo": {"endpoints": [format!("http://{upstream}")]}},
-        "default_upstream": "echo",
-        "forward_headers": ["x-allowed-*", "x-case"],
-        "services": {
-            "conformance.v1.ConformanceService": {"strict_query": true, "openapi_headers": ["x-tenant"]},
-            "conformance.v1.OptionsService": {
-                "prefix": "/opts",
-                "json": {
-                    "use_proto_field_names": true,
-                    "emit_unpopulated": true,
-                    "use_enum_numbers": true,
-                    "ignore_unknown_fields": false
+        "rest_prefixes": {"conformance.v1.OptionsService": "/opts"},
+        "gateway": {
+            "protos": ["conformance/v1/conformance.proto"],
+            "proto_paths": [root.join("tests/conformance"), root.join("proto")],
+            "default_upstream": "echo",
+            "forward_headers": ["x-allowed-*", "x-case"],
+            "upstreams": {"echo": {"endpoints": [format!("http://{upstream}")]}},
+            "services": {
+                "conformance.v1.ConformanceService": {"strict_query": true, "openapi_headers": ["x-tenant"]},
+                "conformance.v1.OptionsService": {
+                    "json": {
+                        "use_proto_field_names": true,
+                        "emit_unpopulated": true,
+                        "use_enum_numbers": true,
+                        "ignore_unknown_fields": false
+                    }
                 }
             }
         }
@@ -823,7 +850,7 @@ async fn round_robin_skips_a_dead_endpoint() {
         .local_addr()
         .unwrap();
     let mut config = base_config(upstream.addr);
-    config["upstreams"]["echo"]["endpoints"] = json!([
+    config["gateway"]["upstreams"]["echo"]["endpoints"] = json!([
         format!("http://{dead}"),
         format!("http://{}", upstream.addr)
     ]);
@@ -903,7 +930,7 @@ async fn readyz_follows_the_upstreams() {
     }
 
     let mut config = base_config(upstream.addr);
-    config["upstreams"]["echo"]["endpoints"] = json!([live, dead.clone()]);
+    config["gateway"]["upstreams"]["echo"]["endpoints"] = json!([live, dead.clone()]);
     let gateway = start_gateway(config, &[]);
     let ready = client.get(gateway.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 503);
@@ -1003,5 +1030,415 @@ async fn openapi_document_is_served_and_printed() {
         "openapi-spec-validator: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A TLS client offering `alpn` to `addr`, trusting `ca`.
+async fn tls_connect(
+    addr: SocketAddr,
+    ca: &rcgen::Certificate,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_from_the_configuration_file_serves_every_call_over_h2_and_http1() {
+    let upstream = start_upstream(pool(), false).await;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let mut config = base_config(upstream.addr);
+    config["tls"] = json!({"cert_file": cert_path, "key_file": key_path, "cleartext": false});
+    let gateway = start_gateway(config, &[]);
+
+    // REST over h2, through TLS, to the upstream.
+    let h2 = tls_connect(gateway.addr, &cert, b"h2").await;
+    assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(h2))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = Request::get("https://localhost/v1/echo/secure")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        String::from_utf8_lossy(&body).contains("\"secure\""),
+        "{body:?}"
+    );
+
+    // Native gRPC over the same kind of connection.
+    let h2 = tls_connect(gateway.addr, &cert, b"h2").await;
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(h2))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let echo = everything(&pool(), &[("s", Value::String("tls".into()))]);
+    let request = Request::post("https://localhost/conformance.v1.ConformanceService/Echo")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(frame(&echo)))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+    assert_eq!(frames(collected.to_bytes()).len(), 1);
+
+    // HTTP/1.1 over TLS.
+    let h1 = tls_connect(gateway.addr, &cert, b"http/1.1").await;
+    assert_eq!(h1.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(h1))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = Request::get("https://localhost/v1/echo/one")
+        .header("host", "localhost")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), http::Version::HTTP_11);
+
+    // `tls.cleartext = false`: a cleartext client gets no answer.
+    let plain = reqwest::get(gateway.url("/healthz")).await;
+    assert!(plain.is_err(), "cleartext answered: {plain:?}");
+}
+
+/// A REST body, a Connect body and a gRPC message of `size` bytes or so, each to the echo.
+async fn send_sized(gateway: &Gateway, size: usize) -> (u16, String, u16, String) {
+    let client = reqwest::Client::new();
+    let body = format!("{{\"s\":\"{}\"}}", "x".repeat(size));
+    let rest = client
+        .post(gateway.url("/v1/echo"))
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    let rest_status = rest.status().as_u16();
+    let rest_body = rest.text().await.unwrap();
+    let echo = everything(&pool(), &[("s", Value::String("x".repeat(size)))]);
+    let (grpc_status, headers, _, trailers) = h2c(
+        gateway.url("/conformance.v1.ConformanceService/Echo"),
+        &[("content-type", "application/grpc"), ("te", "trailers")],
+        frame(&echo).to_vec(),
+    )
+    .await;
+    // In the trailers, or in the head of a trailers-only answer.
+    let code = trailers
+        .get("grpc-status")
+        .or_else(|| headers.get("grpc-status"))
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (rest_status, rest_body, grpc_status, code)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_over_the_configured_limit_is_refused_in_every_protocol() {
+    let upstream = start_upstream(pool(), false).await;
+    let mut config = base_config(upstream.addr);
+    config["limits"] = json!({"max_body_bytes": 2048});
+    let gateway = start_gateway(config, &[]);
+
+    let (rest, body, grpc, code) = send_sized(&gateway, 1000).await;
+    assert_eq!((rest, grpc, code.as_str()), (200, 200, "0"), "{body}");
+
+    let (rest, body, _, code) = send_sized(&gateway, 4000).await;
+    assert_eq!(rest, 413, "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["code"], 8, "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("2048"),
+        "the limit is named: {error}"
+    );
+    assert_eq!(code, "8", "gRPC: RESOURCE_EXHAUSTED");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn environment_overrides_the_file() {
+    let upstream = start_upstream(pool(), false).await;
+    let mut config = base_config(upstream.addr);
+    config["limits"] = json!({"max_body_bytes": 1_000_000});
+    let gateway = start_gateway_with(config, &[], &[("SWITCHYARD_LIMITS_MAX_BODY_BYTES", "2048")]);
+    let (rest, body, _, code) = send_sized(&gateway, 4000).await;
+    assert_eq!(rest, 413, "{body}");
+    assert!(body.contains("2048"), "{body}");
+    assert_eq!(code, "8");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_preflight_is_answered_for_the_configured_origin_only() {
+    let upstream = start_upstream(pool(), false).await;
+    let mut config = base_config(upstream.addr);
+    config["cors"] =
+        json!({"allowed_origins": ["https://app.example"], "allowed_headers": ["x-tenant"]});
+    let gateway = start_gateway(config, &[]);
+    let client = reqwest::Client::new();
+    for (origin, allowed) in [
+        ("https://app.example", true),
+        ("https://evil.example", false),
+    ] {
+        let response = client
+            .request(
+                reqwest::Method::OPTIONS,
+                gateway.url("/conformance.v1.ConformanceService/Echo"),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type,connect-protocol-version,x-grpc-web,x-tenant",
+            )
+            .send()
+            .await
+            .unwrap();
+        let allow_origin = response
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned());
+        if allowed {
+            assert!(response.status().is_success(), "{}", response.status());
+            assert_eq!(allow_origin.as_deref(), Some(origin));
+            let headers = response.headers()["access-control-allow-headers"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            for name in ["connect-protocol-version", "x-grpc-web", "x-tenant"] {
+                assert!(headers.contains(name), "{name} not allowed: {headers}");
+            }
+        } else {
+            assert!(!response.status().is_success(), "{}", response.status());
+            assert_eq!(allow_origin, None);
+        }
+    }
+    // A REST call from the allowed origin is answered with the CORS headers.
+    let response = client
+        .get(gateway.url("/v1/echo/cors"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_cors_origins_no_preflight_is_answered() {
+    let upstream = start_upstream(pool(), false).await;
+    let gateway = start_gateway(base_config(upstream.addr), &[]);
+    let response = reqwest::Client::new()
+        .request(
+            reqwest::Method::OPTIONS,
+            gateway.url("/conformance.v1.ConformanceService/Echo"),
+        )
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !response
+            .headers()
+            .contains_key("access-control-allow-origin"),
+        "{:?}",
+        response.headers()
+    );
+}
+
+/// Runs `switchyard` with `args`: (exit code, stdout, stderr).
+fn run(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    let output = Command::new(switchyard_tests::binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_check_validates_a_gateway_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let good = write_config(dir.path(), &base_config(upstream));
+    let (code, stdout, stderr) = run(&[
+        "config".as_ref(),
+        "check".as_ref(),
+        "--config".as_ref(),
+        good.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains(": ok"), "{stdout}");
+    assert!(stdout.contains("REST routes build"), "{stdout}");
+
+    // `config print` shows the [gateway] tables.
+    let (code, stdout, stderr) = run(&[
+        "config".as_ref(),
+        "print".as_ref(),
+        "--config".as_ref(),
+        good.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("[gateway.services.\"conformance.v1.ConformanceService\"]"),
+        "{stdout}"
+    );
+
+    let mut config = base_config(upstream);
+    config["gateway"]["services"]["conformance.v1.OptionsService"]["upstream"] = json!("nope");
+    let bad_dir = tempfile::tempdir().unwrap();
+    let bad = write_config(bad_dir.path(), &config);
+    let want = [
+        "gateway.services.\"conformance.v1.OptionsService\".upstream",
+        "\"nope\"",
+        "echo",
+    ];
+    let (code, _, stderr) = run(&[
+        "config".as_ref(),
+        "check".as_ref(),
+        "--config".as_ref(),
+        bad.as_os_str(),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    for want in want {
+        assert!(stderr.contains(want), "{stderr:?} lacks {want:?}");
+    }
+    // The gateway refuses it the same way, before listening.
+    let (code, _, stderr) = run(&[
+        "gateway".as_ref(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--config".as_ref(),
+        bad.as_os_str(),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(want[0]), "{stderr}");
+
+    // A service the descriptors lack is found by loading them.
+    let mut config = base_config(upstream);
+    config["gateway"]["services"]["conformance.v1.NoSuchService"] = json!({"strict_query": true});
+    let missing_dir = tempfile::tempdir().unwrap();
+    let missing = write_config(missing_dir.path(), &config);
+    let (code, _, stderr) = run(&[
+        "config".as_ref(),
+        "check".as_ref(),
+        "--config".as_ref(),
+        missing.as_os_str(),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the descriptors have no service conformance.v1.NoSuchService"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_json_configuration_is_refused_with_its_toml_form_which_works() {
+    let upstream = start_upstream(pool(), false).await;
+    let root = repo();
+    // The old JSON file, as the gateway read it before.
+    let old = json!({
+        "protos": ["conformance/v1/conformance.proto"],
+        "proto_paths": [root.join("tests/conformance"), root.join("proto")],
+        "upstreams": {"echo": {"endpoints": [format!("http://{}", upstream.addr)]}},
+        "default_upstream": "echo",
+        "services": {
+            "conformance.v1.ConformanceService": {"strict_query": true},
+            "conformance.v1.OptionsService": {"prefix": "/opts", "json": {"use_proto_field_names": true}}
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("gateway.json");
+    std::fs::write(&json_path, serde_json::to_vec(&old).unwrap()).unwrap();
+    let (code, _, stderr) = run(&[
+        "gateway".as_ref(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--config".as_ref(),
+        json_path.as_os_str(),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    for want in [
+        "gateway.json is JSON",
+        "same TOML file as `switchyard serve`",
+        "[gateway.upstreams.echo]",
+        "[gateway.services.\"conformance.v1.ConformanceService\"]",
+        "strict_query = true",
+        "[rest_prefixes]",
+    ] {
+        assert!(stderr.contains(want), "{stderr:?} lacks {want:?}");
+    }
+
+    // What it shows is a configuration that works as the JSON did.
+    let (_, toml) = stderr.split_once("The same settings in TOML:").unwrap();
+    let toml_path = dir.path().join("gateway.toml");
+    std::fs::write(&toml_path, toml.trim()).unwrap();
+    let gateway = start_gateway_from(&toml_path, &[], &[], dir);
+    let client = reqwest::Client::new();
+    let strict = client
+        .get(gateway.url("/v1/echo/x?no_such_field=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(strict.status(), 400, "strict_query kept");
+    let prefixed = client
+        .get(gateway.url("/opts/echo/y"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(prefixed.status(), 200, "the prefix kept");
+}
+
+#[test]
+fn the_old_environment_variable_is_refused() {
+    let output = Command::new(switchyard_tests::binary())
+        .args([
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "http://127.0.0.1:1",
+        ])
+        .env("SWITCHYARD_GATEWAY_CONFIG", "gateway.json")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("SWITCHYARD_GATEWAY_CONFIG is no longer read"),
+        "{stderr}"
     );
 }

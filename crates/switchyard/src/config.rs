@@ -1,24 +1,25 @@
-//! `serve`'s configuration: one TOML file, every key overridable by a `SWITCHYARD_…`
-//! environment variable, command-line flags over both.
+//! The configuration of `serve` and `gateway`: one TOML file, every key overridable by a
+//! `SWITCHYARD_…` environment variable, command-line flags over both.
 //!
 //! The types here are the single source of truth: the [`config_section!`] macro that declares
 //! them also records each key's name, type, default and doc comment, from which come the
 //! environment-variable names, the unknown-key check, `switchyard config reference` (the
 //! README's table) and `switchyard config example` (the shipped `config/switchyard.toml`).
-//! Turning the values into gateway and server options is `crate::serve`'s job.
+//! Both modes read the whole file: `serve` ignores `[gateway]`, `gateway` the store's keys and
+//! `[jwt]`. The `[gateway]` tables are in [`gateway`]; refusing the old JSON gateway file (with
+//! its TOML translation) in `legacy_json`. Turning the values into gateway and server options
+//! is the job of `crate::serve`, `crate::gateway_cmd` and `crate::ops`.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::LogFormat;
 
-/// Where `serve` looks for its configuration when `--config` is not given. A missing default
-/// file means "all defaults"; a missing explicit file is an error.
+/// Where `serve` and `gateway` look for their configuration when `--config` is not given. A
+/// missing default file means "all defaults"; a missing explicit file is an error.
 pub(crate) const DEFAULT_PATH: &str = "config/switchyard.toml";
 
 /// The prefix of every environment variable that overrides a key.
@@ -71,8 +72,9 @@ impl Kind {
 /// One documented key, as declared.
 #[derive(Debug, Clone)]
 pub(crate) struct KeyDoc {
-    /// The TOML table it lives in; empty for top-level keys.
-    section: &'static str,
+    /// The TOML table it lives in (`gateway.json`); empty for top-level keys. Inside a table of
+    /// named entries the name is a placeholder: `gateway.services.<SERVICE>`.
+    section: String,
     /// The key's name inside its table.
     name: &'static str,
     kind: Kind,
@@ -82,21 +84,21 @@ pub(crate) struct KeyDoc {
     doc: &'static [&'static str],
     /// Whether the value is masked by `config print`.
     secret: bool,
+    /// Inside a named entry (`[gateway.services."<SERVICE>"]`): set in the file only, no
+    /// environment variable.
+    per_entry: bool,
 }
 
 impl KeyDoc {
     /// `section.name`, or `name` for a top-level key.
     fn path(&self) -> String {
-        if self.section.is_empty() {
-            self.name.to_owned()
-        } else {
-            format!("{}.{}", self.section, self.name)
-        }
+        join(&self.section, self.name)
     }
 
-    /// The environment variable that overrides this key.
-    fn env(&self) -> String {
-        format!("{ENV_PREFIX}{}", self.path().replace('.', "_")).to_ascii_uppercase()
+    /// The environment variable that overrides this key; none inside a named entry.
+    fn env(&self) -> Option<String> {
+        (!self.per_entry)
+            .then(|| format!("{ENV_PREFIX}{}", self.path().replace('.', "_")).to_ascii_uppercase())
     }
 
     /// The doc comment as one paragraph.
@@ -109,18 +111,90 @@ impl KeyDoc {
     }
 }
 
+/// One table of the configuration, as declared.
+#[derive(Debug, Clone)]
+pub(crate) struct SectionDoc {
+    /// Where it sits (`gateway.json`, `gateway.services.<SERVICE>`).
+    path: String,
+    /// Its doc comment, one entry per line.
+    doc: &'static [&'static str],
+    /// For the tables of named entries: the table holding them (`gateway.services`).
+    entries_in: Option<String>,
+}
+
+/// Every key and table of the configuration, in declaration order.
+#[derive(Debug, Default)]
+pub(crate) struct Schema {
+    keys: Vec<KeyDoc>,
+    sections: Vec<SectionDoc>,
+}
+
+impl Schema {
+    /// The names a table at `pattern` may hold: its keys, then its sub-tables.
+    fn names_in(&self, pattern: &str) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .keys
+            .iter()
+            .filter(|k| k.section == pattern)
+            .map(|k| k.name)
+            .collect();
+        for section in &self.sections {
+            let path = section.entries_in.as_deref().unwrap_or(&section.path);
+            if let Some(name) = child_name(path, pattern) {
+                names.push(name);
+            }
+        }
+        names
+    }
+}
+
+/// `parent.name`, or `name` at the top.
+fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{parent}.{name}")
+    }
+}
+
+/// [`join`] for a name as the file spells it: quoted unless it is a bare TOML key
+/// (`gateway.services."a.v1.Service"`).
+fn join_quoted(parent: &str, name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        join(parent, name)
+    } else {
+        join(parent, &format!("{name:?}"))
+    }
+}
+
+/// The last part of `path` if it is directly below `parent`.
+fn child_name<'a>(path: &'a str, parent: &str) -> Option<&'a str> {
+    let rest = if parent.is_empty() {
+        path
+    } else {
+        path.strip_prefix(parent)?.strip_prefix('.')?
+    };
+    (!rest.contains('.')).then_some(rest)
+}
+
 /// The default of a key as TOML text, or `None` when it has none (an unset `Option`).
 fn render_default<T: Serialize>(value: &T) -> Option<String> {
     toml::Value::try_from(value).ok().map(|v| v.to_string())
 }
 
 /// Declares one table of the configuration: the struct (serde, `deny_unknown_fields`, every
-/// key optional), its `Default`, and `keys()`, the documentation of its keys. `#[secret = true]`
-/// marks a key whose value `config print` masks.
+/// key optional), its `Default`, and `describe()`, the documentation of its keys and tables.
+/// `#[secret = true]` marks a key whose value `config print` masks. `sections` are fixed
+/// sub-tables, `entries` tables of named entries (`upstreams["<NAME>"]: T` is
+/// `[….upstreams.NAME]`, one `T` per name).
 macro_rules! config_section {
     (
         $(#[doc = $sdoc:literal])*
-        $name:ident [$section:literal] {
+        $name:ident {
             $(
                 $(#[doc = $doc:literal])*
                 $(#[secret = $secret:literal])?
@@ -128,6 +202,7 @@ macro_rules! config_section {
             ),* $(,)?
         }
         $(sections { $( $sec:ident : $secty:ident ),* $(,)? })?
+        $(entries { $( $ent:ident [$placeholder:literal] : $entty:ident ),* $(,)? })?
     ) => {
         $(#[doc = $sdoc])*
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,8 +210,13 @@ macro_rules! config_section {
         pub(crate) struct $name {
             $( $(#[doc = $doc])* pub(crate) $field: $ty, )*
             $($(
-                #[doc = concat!("The `[", stringify!($sec), "]` table.")]
+                #[doc = concat!("The `", stringify!($sec), "` table.")]
                 pub(crate) $sec: $secty,
+            )*)?
+            $($(
+                #[doc = concat!("The `", stringify!($ent), ".", $placeholder, "` tables, by name.")]
+                #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+                pub(crate) $ent: BTreeMap<String, $entty>,
             )*)?
         }
 
@@ -145,6 +225,7 @@ macro_rules! config_section {
                 Self {
                     $( $field: $default, )*
                     $($( $sec: $secty::default(), )*)?
+                    $($( $ent: BTreeMap::new(), )*)?
                 }
             }
         }
@@ -152,38 +233,57 @@ macro_rules! config_section {
         impl $name {
             /// This table's doc comment.
             #[allow(dead_code)]
-            const DOC: &'static [&'static str] = &[$($sdoc),*];
+            pub(crate) const DOC: &'static [&'static str] = &[$($sdoc),*];
 
-            /// The documented keys of this table and of its sub-tables.
-            fn keys() -> Vec<KeyDoc> {
+            /// Adds this table's keys, then its sub-tables', to `schema`: the table sits at
+            /// `path`, inside a named entry when `per_entry`.
+            pub(crate) fn describe(path: &str, per_entry: bool, schema: &mut Schema) {
                 let defaults = Self::default();
-                #[allow(unused_mut)]
-                let mut keys = vec![$(
-                    KeyDoc {
-                        section: $section,
+                $(
+                    schema.keys.push(KeyDoc {
+                        section: path.to_owned(),
                         name: stringify!($field),
                         kind: Kind::of(stringify!($ty)),
                         default: render_default(&defaults.$field),
                         doc: &[$($doc),*],
                         secret: false $(|| $secret)?,
-                    },
-                )*];
-                $($( keys.extend($secty::keys()); )*)?
-                keys
-            }
-
-            /// The tables below this one: (name, doc).
-            #[allow(dead_code)]
-            fn sections() -> Vec<(&'static str, &'static [&'static str])> {
-                vec![$($( (stringify!($sec), $secty::DOC), )*)?]
+                        per_entry,
+                    });
+                )*
+                $($(
+                    let sub = join(path, stringify!($sec));
+                    schema.sections.push(SectionDoc {
+                        path: sub.clone(),
+                        doc: $secty::DOC,
+                        entries_in: None,
+                    });
+                    $secty::describe(&sub, per_entry, schema);
+                )*)?
+                $($(
+                    let table = join(path, stringify!($ent));
+                    let sub = join(&table, $placeholder);
+                    schema.sections.push(SectionDoc {
+                        path: sub.clone(),
+                        doc: $entty::DOC,
+                        entries_in: Some(table),
+                    });
+                    $entty::describe(&sub, true, schema);
+                )*)?
             }
         }
     };
 }
 
+mod duration;
+mod gateway;
+mod legacy_json;
+
+pub(crate) use duration::Dur;
+pub(crate) use gateway::Gateway;
+
 config_section! {
-    /// Switchyard's configuration (`switchyard serve`).
-    Config [""] {
+    /// Switchyard's configuration (`switchyard serve` and `switchyard gateway`).
+    Config {
         /// Address of the main port: gRPC, gRPC-Web, Connect and REST, over HTTP/1.1 and
         /// HTTP/2 (h2c, and h2 over TLS when `[tls]` is set).
         listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -213,12 +313,20 @@ config_section! {
             "/management/v1".to_owned(),
         )]),
     }
-    sections { log: Log, limits: Limits, shutdown: Shutdown, cors: Cors, tls: Tls, jwt: Jwt }
+    sections {
+        log: Log,
+        limits: Limits,
+        shutdown: Shutdown,
+        cors: Cors,
+        tls: Tls,
+        jwt: Jwt,
+        gateway: Gateway,
+    }
 }
 
 config_section! {
     /// Logging on stderr.
-    Log ["log"] {
+    Log {
         /// `text` (human-readable) or `json` (one object per line).
         format: LogFormat = LogFormat::Text,
         /// Which events to log, as `RUST_LOG` would say it (`RUST_LOG` wins when set); access
@@ -229,7 +337,7 @@ config_section! {
 
 config_section! {
     /// Limits that protect the server from large or slow clients.
-    Limits ["limits"] {
+    Limits {
         /// Largest request body or message, in bytes, before and after gzip inflation
         /// (checked while inflating). A larger REST body gets 413 with a JSON error, a larger
         /// gRPC-family message RESOURCE_EXHAUSTED; the message names the limit.
@@ -259,7 +367,7 @@ config_section! {
 
 config_section! {
     /// Graceful shutdown on SIGTERM or SIGINT.
-    Shutdown ["shutdown"] {
+    Shutdown {
         /// After the signal, `/readyz` fails at once but the port keeps accepting for this long,
         /// so that load balancers stop sending before it closes.
         drain_delay: Dur = Dur::secs(0),
@@ -271,7 +379,7 @@ config_section! {
 
 config_section! {
     /// CORS for browsers (gRPC-Web, Connect, REST).
-    Cors ["cors"] {
+    Cors {
         /// Origins allowed to call from a browser (`https://app.example.com`); empty allows
         /// none, `["*"]` allows any.
         allowed_origins: Vec<String> = Vec::new(),
@@ -295,7 +403,7 @@ config_section! {
     /// JWT access tokens from an external identity provider, accepted beside personal access
     /// tokens when `issuer` and one of `jwks_file` / `jwks_url` are set. Signatures: RS256,
     /// ES256, EdDSA; `sub` is the user id; `exp` and `nbf` allow 60 s of clock skew.
-    Jwt ["jwt"] {
+    Jwt {
         /// The required `iss` claim.
         issuer: Option<String> = None,
         /// Accepted `aud` values (one must match).
@@ -309,7 +417,7 @@ config_section! {
 
 config_section! {
     /// TLS on the main port (rustls). ALPN offers `h2` and `http/1.1`.
-    Tls ["tls"] {
+    Tls {
         /// PEM certificate chain; TLS is on when this and `key_file` are set. Both files are
         /// re-read on SIGHUP.
         cert_file: Option<PathBuf> = None,
@@ -336,80 +444,6 @@ pub(crate) enum ClientAuth {
     Required,
 }
 
-/// A duration written as `500ms`, `10s`, `5m` or `1h` (an integer is seconds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Dur(pub(crate) Duration);
-
-impl Dur {
-    const fn secs(secs: u64) -> Self {
-        Self(Duration::from_secs(secs))
-    }
-}
-
-impl std::str::FromStr for Dur {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let expected = || format!("expected a duration like 500ms, 10s, 5m or 1h, got {text:?}");
-        let number: u64 = number.parse().map_err(|_| expected())?;
-        let millis = match unit.trim() {
-            "ms" => Some(number),
-            "" | "s" => number.checked_mul(1000),
-            "m" => number.checked_mul(60_000),
-            "h" => number.checked_mul(3_600_000),
-            _ => return Err(expected()),
-        };
-        millis
-            .map(|ms| Self(Duration::from_millis(ms)))
-            .ok_or_else(expected)
-    }
-}
-
-impl fmt::Display for Dur {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = self.0.as_millis();
-        match ms {
-            0 => write!(f, "0s"),
-            ms if ms % 3_600_000 == 0 => write!(f, "{}h", ms / 3_600_000),
-            ms if ms % 60_000 == 0 => write!(f, "{}m", ms / 60_000),
-            ms if ms % 1000 == 0 => write!(f, "{}s", ms / 1000),
-            ms => write!(f, "{ms}ms"),
-        }
-    }
-}
-
-impl Serialize for Dur {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Dur;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration like 500ms, 10s, 5m or 1h")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dur, E> {
-                v.parse().map_err(E::custom)
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Dur, E> {
-                u64::try_from(v)
-                    .map(Dur::secs)
-                    .map_err(|_| E::custom(format!("expected a non-negative duration, got {v}")))
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
-}
-
 /// Why the configuration is unusable; the message names the key, the value and what was
 /// expected.
 #[derive(Debug, thiserror::Error)]
@@ -425,13 +459,26 @@ fn origin(sources: &BTreeMap<String, String>, path: &str, file: &str) -> String 
 }
 
 impl Config {
+    /// Every key and table, as declared.
+    fn schema() -> Schema {
+        let mut schema = Schema::default();
+        Self::describe("", false, &mut schema);
+        schema
+    }
+
+    /// The documented keys, in declaration order.
+    fn keys() -> Vec<KeyDoc> {
+        Self::schema().keys
+    }
+
     /// Reads the file at `path` (or [`DEFAULT_PATH`] if it exists), overlays the
     /// `SWITCHYARD_…` variables of `env`, and checks every key and value.
     ///
     /// # Errors
     ///
     /// A missing explicit file, a TOML syntax error, an unknown key, or a value of the wrong
-    /// type or out of range: the message names the key, the value and what was expected.
+    /// type or out of range: the message names the key, the value and what was expected. A
+    /// JSON file (the gateway's old configuration) is refused with its TOML translation.
     pub(crate) fn load(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
@@ -455,6 +502,12 @@ impl Config {
                 }
             },
         };
+        let json = path
+            .and_then(Path::extension)
+            .is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
+        if json || (text.trim_start().starts_with('{') && text.parse::<toml::Table>().is_err()) {
+            return Err(legacy_json::refusal(&file, &text));
+        }
         Self::parse(&file, &text, env)
     }
 
@@ -467,16 +520,16 @@ impl Config {
         let mut table: toml::Table = text
             .parse()
             .map_err(|e| ConfigError(format!("{file}: {e}")))?;
-        let keys = Self::keys();
-        check_unknown(&table, &keys, file)?;
+        let schema = Self::schema();
+        check_table(&table, "", "", &schema, file)?;
         // key path -> the environment variable that set it
         let mut sources = BTreeMap::new();
         let env: BTreeMap<String, String> = env
             .into_iter()
             .filter(|(name, _)| name.starts_with(ENV_PREFIX))
             .collect();
-        for key in &keys {
-            let name = key.env();
+        for key in &schema.keys {
+            let Some(name) = key.env() else { continue };
             let Some(raw) = env.get(&name) else { continue };
             let value = env_value(key.kind, raw).map_err(|expected| {
                 ConfigError(format!(
@@ -484,27 +537,40 @@ impl Config {
                     key.path()
                 ))
             })?;
-            let target = if key.section.is_empty() {
-                &mut table
-            } else {
-                table
-                    .entry(key.section)
+            let mut target = &mut table;
+            for part in key.section.split('.').filter(|p| !p.is_empty()) {
+                target = target
+                    .entry(part)
                     .or_insert_with(|| toml::Value::Table(toml::Table::new()))
                     .as_table_mut()
                     .ok_or_else(|| {
                         ConfigError(format!("{file}: `{}` must be a table", key.section))
-                    })?
-            };
+                    })?;
+            }
             target.insert(key.name.to_owned(), value);
             sources.insert(key.path(), name);
         }
-        let value = toml::Value::Table(table.clone());
-        let config: Self = serde_path_to_error::deserialize(value).map_err(|err| {
-            let path = err.path().to_string();
-            let shown = lookup(&table, &path)
-                .map(|v| format!(" = {v}"))
-                .unwrap_or_default();
-            let expected = keys
+        let root = toml::Value::Table(table);
+        let config: Self = serde_path_to_error::deserialize(root.clone()).map_err(|err| {
+            // The key as the file spells it, and the value found there.
+            let mut path = String::new();
+            let mut node = Some(&root);
+            for segment in err.path().iter() {
+                match segment {
+                    serde_path_to_error::Segment::Map { key } => {
+                        path = join_quoted(&path, key);
+                        node = node.and_then(|v| v.get(key.as_str()));
+                    }
+                    serde_path_to_error::Segment::Seq { index } => {
+                        path.push_str(&format!("[{index}]"));
+                        node = node.and_then(|v| v.get(*index));
+                    }
+                    _ => {}
+                }
+            }
+            let shown = node.map(|v| format!(" = {v}")).unwrap_or_default();
+            let expected = schema
+                .keys
                 .iter()
                 .find(|k| k.path() == path && k.kind != Kind::Str)
                 .map(|k| format!(" (expected {})", k.kind.expected()))
@@ -520,63 +586,58 @@ impl Config {
         config.validate().map_err(|(path, message)| {
             ConfigError(format!(
                 "{}: invalid value for `{path}`: {message}",
-                origin(&sources, path, file)
+                origin(&sources, &path, file)
             ))
         })?;
         Ok(config)
     }
 
     /// Checks the rules serde cannot: (key, what is wrong).
-    fn validate(&self) -> Result<(), (&'static str, String)> {
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |key: &str, message: &str| Err((key.to_owned(), message.to_owned()));
         for (service, prefix) in &self.rest_prefixes {
             if service.is_empty() || !prefix.starts_with('/') {
-                return Err((
+                return err(
                     "rest_prefixes",
-                    format!("expected SERVICE = \"/prefix\", got {service:?} = {prefix:?}"),
-                ));
+                    &format!("expected SERVICE = \"/prefix\", got {service:?} = {prefix:?}"),
+                );
             }
         }
         if self.limits.max_body_bytes == 0 {
-            return Err(("limits.max_body_bytes", "expected a positive size".into()));
+            return err("limits.max_body_bytes", "expected a positive size");
         }
         if self.limits.max_connections == 0 {
-            return Err(("limits.max_connections", "expected at least 1".into()));
+            return err("limits.max_connections", "expected at least 1");
         }
         if self.limits.max_concurrent_streams == 0 {
-            return Err((
-                "limits.max_concurrent_streams",
-                "expected at least 1".into(),
-            ));
+            return err("limits.max_concurrent_streams", "expected at least 1");
         }
         if self.limits.header_read_timeout.0.is_zero() {
-            return Err((
-                "limits.header_read_timeout",
-                "expected a positive duration".into(),
-            ));
+            return err("limits.header_read_timeout", "expected a positive duration");
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            return Err((
+            return err(
                 "tls.cert_file",
-                "expected tls.cert_file and tls.key_file together".into(),
-            ));
+                "expected tls.cert_file and tls.key_file together",
+            );
         }
         if self.tls.client_ca_file.is_some() && self.tls.cert_file.is_none() {
-            return Err((
+            return err(
                 "tls.client_ca_file",
-                "expected tls.cert_file and tls.key_file too".into(),
-            ));
+                "expected tls.cert_file and tls.key_file too",
+            );
         }
         for origin in &self.cors.allowed_origins {
             if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
-                return Err((
+                return err(
                     "cors.allowed_origins",
-                    format!(
+                    &format!(
                         "expected \"*\" or origins like \"https://app.example\", got {origin:?}"
                     ),
-                ));
+                );
             }
         }
-        Ok(())
+        self.gateway.validate()
     }
 
     /// The effective configuration as TOML, secrets masked.
@@ -606,10 +667,12 @@ impl Config {
                 .as_deref()
                 .map(|d| format!("`{}`", d.replace('|', "\\|")))
                 .unwrap_or_else(|| "unset".to_owned());
+            let env = key
+                .env()
+                .map_or_else(|| "(file only)".to_owned(), |env| format!("`{env}`"));
             out.push_str(&format!(
-                "| `{}` | `{}` | {default} | {} |\n",
+                "| `{}` | {env} | {default} | {} |\n",
                 key.path(),
-                key.env(),
                 key.text().replace('|', "\\|")
             ));
         }
@@ -620,24 +683,39 @@ impl Config {
     /// out, with its doc and default.
     pub(crate) fn example() -> String {
         let mut out = String::from(
-            "# Switchyard configuration (`switchyard serve --config FILE`; default\n\
-             # config/switchyard.toml). Every key is optional and shown commented out with its\n\
-             # default. Each key is also read from an environment variable, SWITCHYARD_ and the\n\
-             # key's path in capitals with `_` for `.` (SWITCHYARD_LIMITS_MAX_BODY_BYTES);\n\
-             # command-line flags override both. Generated by `switchyard config example`.\n",
+            "# Switchyard configuration (`switchyard serve --config FILE` and `switchyard gateway\n\
+             # --config FILE`; default config/switchyard.toml). Every key is optional and shown\n\
+             # commented out with its default. Each key is also read from an environment\n\
+             # variable, SWITCHYARD_ and the key's path in capitals with `_` for `.`\n\
+             # (SWITCHYARD_LIMITS_MAX_BODY_BYTES); command-line flags override both. Generated by\n\
+             # `switchyard config example`.\n",
         );
-        let sections = Self::sections();
-        let mut current = "";
-        for key in Self::keys() {
+        let schema = Self::schema();
+        let mut current = String::new();
+        for key in &schema.keys {
             if key.section != current {
-                current = key.section;
+                current.clone_from(&key.section);
                 out.push('\n');
-                if let Some((_, doc)) = sections.iter().find(|(name, _)| *name == current) {
-                    for line in *doc {
-                        out.push_str(&format!("#{line}\n"));
-                    }
+                let section = schema.sections.iter().find(|s| s.path == current);
+                for line in section.map_or(&[][..], |s| s.doc) {
+                    out.push_str(&format!("#{line}\n"));
                 }
-                out.push_str(&format!("[{current}]\n"));
+                if key.per_entry {
+                    // A placeholder name: the header stays commented out, with the name quoted.
+                    let header: Vec<String> = current
+                        .split('.')
+                        .map(|part| {
+                            if part.starts_with('<') {
+                                format!("{part:?}")
+                            } else {
+                                part.to_owned()
+                            }
+                        })
+                        .collect();
+                    out.push_str(&format!("# [{}]\n", header.join(".")));
+                } else {
+                    out.push_str(&format!("[{current}]\n"));
+                }
             }
             out.push('\n');
             for line in key.doc {
@@ -668,37 +746,60 @@ impl Config {
     }
 }
 
-/// Rejects keys the types do not declare, naming the closest ones.
-fn check_unknown(table: &toml::Table, keys: &[KeyDoc], file: &str) -> Result<(), ConfigError> {
-    let sections: Vec<&str> = Config::sections().iter().map(|(name, _)| *name).collect();
-    let known_in = |section: &str| -> Vec<&'static str> {
-        keys.iter()
-            .filter(|k| k.section == section)
-            .map(|k| k.name)
-            .collect()
-    };
+/// Rejects keys the types do not declare, naming the closest ones: `table` sits at `shown` (as
+/// the file spells it) and is declared at `pattern` (placeholders for entry names).
+fn check_table(
+    table: &toml::Table,
+    shown: &str,
+    pattern: &str,
+    schema: &Schema,
+    file: &str,
+) -> Result<(), ConfigError> {
+    let must_be_table =
+        |path: &str| ConfigError(format!("{file}: `{path}` must be a table ([{path}])"));
     for (name, value) in table {
-        if sections.contains(&name.as_str()) {
-            let Some(inner) = value.as_table() else {
-                return Err(ConfigError(format!(
-                    "{file}: `{name}` must be a table ([{name}])"
-                )));
-            };
-            let known = known_in(name);
-            for inner_name in inner.keys() {
-                if !known.contains(&inner_name.as_str()) {
-                    return Err(ConfigError(format!(
-                        "{file}: unknown key `{name}.{inner_name}`; [{name}] has: {}",
-                        known.join(", ")
-                    )));
-                }
+        if schema
+            .keys
+            .iter()
+            .any(|k| k.section == pattern && k.name == name)
+        {
+            continue;
+        }
+        let child = join(pattern, name);
+        let shown_child = join_quoted(shown, name);
+        if let Some(section) = schema
+            .sections
+            .iter()
+            .find(|s| s.entries_in.is_none() && s.path == child)
+        {
+            let inner = value
+                .as_table()
+                .ok_or_else(|| must_be_table(&shown_child))?;
+            check_table(inner, &shown_child, &section.path, schema, file)?;
+        } else if let Some(section) = schema
+            .sections
+            .iter()
+            .find(|s| s.entries_in.as_deref() == Some(child.as_str()))
+        {
+            let entries = value
+                .as_table()
+                .ok_or_else(|| must_be_table(&shown_child))?;
+            for (entry, inner) in entries {
+                let shown_entry = join_quoted(&shown_child, entry);
+                let inner = inner
+                    .as_table()
+                    .ok_or_else(|| must_be_table(&shown_entry))?;
+                check_table(inner, &shown_entry, &section.path, schema, file)?;
             }
-        } else if !known_in("").contains(&name.as_str()) {
-            let mut all = known_in("");
-            all.extend(sections.iter().copied());
+        } else if shown.is_empty() {
             return Err(ConfigError(format!(
                 "{file}: unknown key `{name}`; expected one of: {}",
-                all.join(", ")
+                schema.names_in(pattern).join(", ")
+            )));
+        } else {
+            return Err(ConfigError(format!(
+                "{file}: unknown key `{shown_child}`; [{shown}] has: {}",
+                schema.names_in(pattern).join(", ")
             )));
         }
     }
@@ -733,197 +834,5 @@ fn env_value(kind: Kind, raw: &str) -> Result<toml::Value, &'static str> {
     })
 }
 
-/// The value at a dotted `path` of `table`, as TOML.
-fn lookup(table: &toml::Table, path: &str) -> Option<String> {
-    let mut parts = path.split('.');
-    let mut value = table.get(parts.next()?)?;
-    for part in parts {
-        value = value.as_table()?.get(part)?;
-    }
-    Some(value.to_string())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn errors_name_the_key_the_value_and_what_was_expected() {
-        struct Case {
-            file: &'static str,
-            env: &'static [(&'static str, &'static str)],
-            want: &'static [&'static str],
-        }
-        let cases = [
-            Case {
-                file: "lisen = \"127.0.0.1:1\"\n",
-                env: &[],
-                want: &["unknown key `lisen`", "listen"],
-            },
-            Case {
-                file: "[limits]\nmax_body = 3\n",
-                env: &[],
-                want: &["unknown key `limits.max_body`", "max_body_bytes"],
-            },
-            Case {
-                file: "[limits]\nmax_body_bytes = \"lots\"\n",
-                env: &[],
-                want: &["limits.max_body_bytes", "\"lots\"", "integer"],
-            },
-            Case {
-                file: "listen = \"nowhere\"\n",
-                env: &[],
-                want: &["`listen`", "\"nowhere\""],
-            },
-            Case {
-                file: "[shutdown]\ngrace_period = \"soon\"\n",
-                env: &[],
-                want: &["shutdown.grace_period", "\"soon\"", "500ms"],
-            },
-            Case {
-                file: "",
-                env: &[("SWITCHYARD_LIMITS_MAX_CONNECTIONS", "many")],
-                want: &[
-                    "SWITCHYARD_LIMITS_MAX_CONNECTIONS=\"many\"",
-                    "limits.max_connections",
-                    "integer",
-                ],
-            },
-            Case {
-                file: "",
-                env: &[("SWITCHYARD_LOG_FORMAT", "xml")],
-                want: &["SWITCHYARD_LOG_FORMAT", "log.format", "xml"],
-            },
-            Case {
-                file: "[tls]\ncert_file = \"a.pem\"\n",
-                env: &[],
-                want: &["tls.cert_file", "key_file"],
-            },
-            Case {
-                file: "[cors]\nallowed_origins = [\"app.example\"]\n",
-                env: &[],
-                want: &["cors.allowed_origins", "app.example"],
-            },
-            Case {
-                file: "listen = [\n",
-                env: &[],
-                want: &["test.toml"],
-            },
-        ];
-        for case in cases {
-            let err = Config::parse("test.toml", case.file, env(case.env))
-                .expect_err(case.file)
-                .to_string();
-            for want in case.want {
-                assert!(
-                    err.contains(want),
-                    "{:?}: {err:?} lacks {want:?}",
-                    case.file
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn environment_overrides_the_file() {
-        let file = "listen = \"127.0.0.1:1\"\n[limits]\nmax_body_bytes = 10\n";
-        let config = Config::parse(
-            "t",
-            file,
-            env(&[
-                ("SWITCHYARD_LISTEN", "127.0.0.1:2"),
-                ("SWITCHYARD_GROUP_COMMIT", "false"),
-                (
-                    "SWITCHYARD_CORS_ALLOWED_ORIGINS",
-                    "https://a.example, https://b.example",
-                ),
-                ("SWITCHYARD_REST_PREFIXES", "a.B=/x"),
-                ("SWITCHYARD_SHUTDOWN_GRACE_PERIOD", "500ms"),
-                ("SWITCHYARD_UNRELATED", "ignored"),
-            ]),
-        )
-        .expect("valid");
-        assert_eq!(config.listen.port(), 2);
-        assert_eq!(config.limits.max_body_bytes, 10);
-        assert!(!config.group_commit);
-        assert_eq!(config.cors.allowed_origins.len(), 2);
-        assert_eq!(
-            config.rest_prefixes.get("a.B").map(String::as_str),
-            Some("/x")
-        );
-        assert_eq!(config.shutdown.grace_period.0, Duration::from_millis(500));
-    }
-
-    #[test]
-    fn durations_parse_and_print() {
-        let cases = [
-            ("500ms", Some(500_u64)),
-            ("10s", Some(10_000)),
-            ("10", Some(10_000)),
-            ("2m", Some(120_000)),
-            ("1h", Some(3_600_000)),
-            ("", None),
-            ("1d", None),
-            ("-1s", None),
-        ];
-        for (text, want) in cases {
-            let got = text.parse::<Dur>().ok().map(|d| d.0.as_millis());
-            assert_eq!(got, want.map(u128::from), "{text}");
-            if let Ok(d) = text.parse::<Dur>() {
-                assert_eq!(d.to_string().parse::<Dur>(), Ok(d));
-            }
-        }
-    }
-
-    #[test]
-    fn print_masks_the_database_password() {
-        let config = Config::parse(
-            "t",
-            "database_url = \"postgres://u:hunter2@db:5432/x\"\n",
-            env(&[]),
-        )
-        .expect("valid");
-        let printed = config.print();
-        assert!(!printed.contains("hunter2"), "{printed}");
-        assert!(printed.contains("db:5432"), "{printed}");
-        // What is printed loads again.
-        Config::parse("printed", &printed.replace("…", ""), env(&[])).expect("round trip");
-    }
-
-    #[test]
-    fn shipped_file_is_the_generated_example_and_loads_to_the_defaults() {
-        let shipped = include_str!("../../../config/switchyard.toml");
-        assert_eq!(
-            shipped,
-            Config::example(),
-            "config/switchyard.toml is stale: run `switchyard config example > config/switchyard.toml`"
-        );
-        let config = Config::parse("shipped", shipped, env(&[])).expect("valid");
-        assert_eq!(config, Config::default());
-    }
-
-    #[test]
-    fn readme_holds_the_generated_reference() {
-        let readme = include_str!("../../../README.md");
-        assert!(
-            readme.contains(&Config::reference()),
-            "README.md's configuration reference is stale: paste `switchyard config reference`"
-        );
-    }
-
-    #[test]
-    fn every_env_name_is_distinct() {
-        let mut names: Vec<String> = Config::keys().iter().map(KeyDoc::env).collect();
-        let count = names.len();
-        names.sort();
-        names.dedup();
-        assert_eq!(names.len(), count);
-    }
-}
+mod tests;

@@ -1,10 +1,11 @@
 //! `switchyard gateway`: the generic gateway in front of remote gRPC upstreams.
 //!
-//! Descriptors come from a FileDescriptorSet (`--descriptor-set`), `.proto` files compiled at
-//! start-up (`--proto`, `--proto-path`) or the upstream's server reflection (`--reflect`).
-//! A JSON config file (`--config`, see `config/gateway.example.json`) can route services to
-//! different upstreams with several endpoints each, and set per-service REST prefixes, JSON
-//! options and deadlines; command-line flags add to it. Serving is `switchyard_gateway`'s.
+//! It reads the same configuration as `serve` (`crate::config`): `listen`, `admin_listen`,
+//! `[log]`, `[limits]`, `[shutdown]`, `[cors]`, `[tls]` and `rest_prefixes` mean what they mean
+//! there, and the `[gateway]` tables say where the descriptors come from (a FileDescriptorSet,
+//! `.proto` files compiled at start-up, or the upstream's server reflection), which upstreams
+//! serve which services, and per-service options. Flags override the file and the environment.
+//! Serving, TLS and the limits are `crate::ops`' and `switchyard_gateway`'s.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,176 +15,129 @@ use std::time::Duration;
 use anyhow::Context as _;
 use prost_reflect::DescriptorPool;
 use switchyard_gateway::descriptors;
-use switchyard_gateway::{
-    Gateway, GatewayOptions, JsonOptions, ServiceOptions, Upstream, UpstreamRouter,
-};
+use switchyard_gateway::{Gateway, GatewayOptions, ServiceOptions, Upstream, UpstreamRouter};
 use tower::Layer as _;
 
 use crate::LogFormat;
+use crate::config::{Config, Dur};
 
-/// Options of `switchyard gateway`.
-#[derive(Debug, clap::Args)]
+/// The environment variable that named the old JSON file.
+const OLD_CONFIG_ENV: &str = "SWITCHYARD_GATEWAY_CONFIG";
+
+/// Options of `switchyard gateway`. Each flag overrides the key named in brackets, in the
+/// configuration file and its `SWITCHYARD_…` environment variable (see `switchyard config
+/// reference`).
+#[derive(Debug, Default, clap::Args)]
 pub(crate) struct GatewayArgs {
-    /// Address to listen on: HTTP/1.1 and cleartext HTTP/2 (h2c) share it.
-    #[arg(long, env = "SWITCHYARD_LISTEN")]
+    /// The configuration file (TOML), the same as `serve`'s: its `[gateway]` tables name the
+    /// descriptors, the upstreams and per-service options. Default: `config/switchyard.toml`
+    /// when it exists.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Address to listen on: HTTP/1.1 and HTTP/2 (h2c; h2 with TLS) share it. [key: listen]
+    #[arg(long)]
     pub(crate) listen: Option<SocketAddr>,
 
+    /// Second address serving only /metrics, /healthz and /readyz. [key: admin_listen]
+    #[arg(long)]
+    pub(crate) admin_listen: Option<SocketAddr>,
+
     /// The default upstream, `http://HOST:PORT` (h2c); repeat for several endpoints, called
-    /// round robin.
+    /// round robin. [key: gateway.endpoints]
     #[arg(long = "upstream", value_name = "URL")]
     pub(crate) upstreams: Vec<String>,
 
     /// A FileDescriptorSet as written by `protoc --include_imports --descriptor_set_out` or
-    /// `buf build -o`.
+    /// `buf build -o`. A descriptor flag replaces the configured source.
+    /// [key: gateway.descriptor_set]
     #[arg(long, value_name = "FILE")]
     pub(crate) descriptor_set: Option<PathBuf>,
 
     /// A `.proto` file to compile at start-up (relative to a `--proto-path`); repeatable.
+    /// [key: gateway.protos]
     #[arg(long = "proto", value_name = "FILE")]
     pub(crate) protos: Vec<PathBuf>,
 
-    /// An import directory for `--proto`; repeatable.
+    /// An import directory for `--proto`; repeatable. [key: gateway.proto_paths]
     #[arg(long = "proto-path", value_name = "DIR")]
     pub(crate) proto_paths: Vec<PathBuf>,
 
     /// Fetch the descriptors from the default upstream's server reflection (v1, then v1alpha).
+    /// [key: gateway.reflect]
     #[arg(long)]
     pub(crate) reflect: bool,
 
-    /// A JSON config file (see `config/gateway.example.json`).
-    #[arg(long, value_name = "FILE", env = "SWITCHYARD_GATEWAY_CONFIG")]
-    pub(crate) config: Option<PathBuf>,
-
-    /// Mount a service's REST routes under a path prefix, as `SERVICE=PREFIX`; repeatable.
+    /// Mount a service's REST routes under a path prefix, as `SERVICE=PREFIX`; repeatable;
+    /// replaces the configured prefixes. [key: rest_prefixes]
     #[arg(long = "rest-prefix", value_name = "SERVICE=PREFIX", value_parser = crate::parse_prefix)]
     pub(crate) rest_prefixes: Vec<(String, String)>,
 
     /// Forward only these request headers as metadata (plus `authorization` and
     /// `Grpc-Metadata-*`); a trailing `*` matches a prefix, e.g. `x-zitadel-*`. Repeatable.
-    /// Without it every header but hop-by-hop ones is forwarded.
+    /// Without it every header but hop-by-hop ones is forwarded. [key: gateway.forward_headers]
     #[arg(long = "forward-header", value_name = "PATTERN")]
     pub(crate) forward_headers: Vec<String>,
 
     /// Default deadline in milliseconds for calls whose client sets none.
+    /// [key: limits.request_timeout]
     #[arg(long, value_name = "MS")]
     pub(crate) timeout_ms: Option<u64>,
 
-    /// Log format on stderr.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "text",
-        env = "SWITCHYARD_LOG_FORMAT"
-    )]
-    pub(crate) log_format: LogFormat,
+    /// Log format on stderr. [key: log.format]
+    #[arg(long, value_enum)]
+    pub(crate) log_format: Option<LogFormat>,
 }
 
-/// The config file.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Config {
-    /// Address to listen on.
-    #[serde(default)]
-    listen: Option<SocketAddr>,
-    /// Descriptor source: a FileDescriptorSet file.
-    #[serde(default)]
-    descriptor_set: Option<PathBuf>,
-    /// Descriptor source: `.proto` files and their import paths.
-    #[serde(default)]
-    protos: Vec<PathBuf>,
-    #[serde(default)]
-    proto_paths: Vec<PathBuf>,
-    /// Descriptor source: the default upstream's reflection.
-    #[serde(default)]
-    reflect: bool,
-    /// Named upstreams.
-    #[serde(default)]
-    upstreams: HashMap<String, UpstreamConfig>,
-    /// The upstream for services without one.
-    #[serde(default)]
-    default_upstream: Option<String>,
-    /// Per-service settings.
-    #[serde(default)]
-    services: HashMap<String, ServiceConfig>,
-    /// Header allow-list, as `--forward-header`.
-    #[serde(default)]
-    forward_headers: Option<Vec<String>>,
-    /// Default deadline in milliseconds.
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-    /// JSON options for services without their own.
-    #[serde(default)]
-    json: Option<JsonConfig>,
-    /// Largest message accepted.
-    #[serde(default)]
-    max_message_bytes: Option<usize>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpstreamConfig {
-    endpoints: Vec<String>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ServiceConfig {
-    #[serde(default)]
-    upstream: Option<String>,
-    #[serde(default)]
-    prefix: Option<String>,
-    #[serde(default)]
-    json: Option<JsonConfig>,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-    /// Unknown query parameters are INVALID_ARGUMENT (400) instead of ignored.
-    #[serde(default)]
-    strict_query: Option<bool>,
-    /// Request headers the service reads, listed as header parameters of its operations in
-    /// the OpenAPI document.
-    #[serde(default)]
-    openapi_headers: Vec<String>,
-}
-
-#[derive(Debug, Default, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JsonConfig {
-    #[serde(default)]
-    use_proto_field_names: Option<bool>,
-    #[serde(default)]
-    emit_unpopulated: Option<bool>,
-    #[serde(default)]
-    use_enum_numbers: Option<bool>,
-    #[serde(default)]
-    ignore_unknown_fields: Option<bool>,
-    #[serde(default)]
-    ignore_unknown_query_parameters: Option<bool>,
-}
-
-impl JsonConfig {
-    fn apply(&self, base: &JsonOptions) -> JsonOptions {
-        let mut out = base.clone();
-        let set = |field: &mut bool, v: Option<bool>| {
-            if let Some(v) = v {
-                *field = v;
-            }
-        };
-        set(&mut out.use_proto_field_names, self.use_proto_field_names);
-        set(&mut out.emit_unpopulated, self.emit_unpopulated);
-        set(&mut out.use_enum_numbers, self.use_enum_numbers);
-        set(&mut out.ignore_unknown_fields, self.ignore_unknown_fields);
-        set(
-            &mut out.ignore_unknown_query_parameters,
-            self.ignore_unknown_query_parameters,
-        );
-        out
+impl GatewayArgs {
+    /// The effective configuration: the file, then the environment, then these flags.
+    ///
+    /// # Errors
+    ///
+    /// What [`Config::load`] finds wrong, or the old JSON file's environment variable set.
+    pub(crate) fn load(&self) -> anyhow::Result<Config> {
+        if std::env::var_os(OLD_CONFIG_ENV).is_some() {
+            anyhow::bail!(
+                "{OLD_CONFIG_ENV} is no longer read: give the TOML configuration with --config \
+                 FILE (the old JSON keys are the [gateway] tables now; a JSON file given to \
+                 --config is shown translated)"
+            );
+        }
+        let mut config = Config::load(self.config.as_deref(), std::env::vars())?;
+        let flags = self;
+        if let Some(v) = flags.listen {
+            config.listen = v;
+        }
+        if let Some(v) = flags.admin_listen {
+            config.admin_listen = Some(v);
+        }
+        let gateway = &mut config.gateway;
+        if flags.descriptor_set.is_some() || !flags.protos.is_empty() || flags.reflect {
+            gateway.descriptor_set.clone_from(&flags.descriptor_set);
+            gateway.protos.clone_from(&flags.protos);
+            gateway.reflect = flags.reflect;
+        }
+        if !flags.proto_paths.is_empty() {
+            gateway.proto_paths.clone_from(&flags.proto_paths);
+        }
+        if !flags.upstreams.is_empty() {
+            gateway.endpoints.clone_from(&flags.upstreams);
+            gateway.default_upstream = None;
+        }
+        if !flags.forward_headers.is_empty() {
+            gateway.forward_headers = Some(flags.forward_headers.clone());
+        }
+        if !flags.rest_prefixes.is_empty() {
+            config.rest_prefixes = flags.rest_prefixes.iter().cloned().collect();
+        }
+        if let Some(ms) = flags.timeout_ms {
+            config.limits.request_timeout = Some(Dur(Duration::from_millis(ms)));
+        }
+        if let Some(v) = flags.log_format {
+            config.log.format = v;
+        }
+        Ok(config)
     }
-}
-
-/// Reads a config file.
-fn read_config(path: &Path) -> anyhow::Result<Config> {
-    let text = std::fs::read(path).with_context(|| format!("read config {}", path.display()))?;
-    serde_json::from_slice(&text).with_context(|| format!("parse config {}", path.display()))
 }
 
 /// Loads the descriptors from whichever source is configured (exactly one).
@@ -198,7 +152,9 @@ pub(crate) async fn load_pool(
         + usize::from(reflect_from.is_some());
     if sources != 1 {
         anyhow::bail!(
-            "give exactly one descriptor source: --descriptor-set FILE, --proto FILE (with --proto-path DIR), or --reflect"
+            "give exactly one descriptor source: --descriptor-set FILE, --proto FILE (with \
+             --proto-path DIR) or --reflect; in the configuration gateway.descriptor_set, \
+             gateway.protos (with gateway.proto_paths) or gateway.reflect"
         );
     }
     if let Some(path) = descriptor_set {
@@ -214,97 +170,73 @@ pub(crate) async fn load_pool(
     Ok(descriptors::pool_from_protos(protos, &includes)?)
 }
 
-/// Runs the gateway until SIGINT or SIGTERM.
-pub(crate) async fn run(args: GatewayArgs) -> anyhow::Result<()> {
-    let config = match &args.config {
-        Some(path) => read_config(path)?,
-        None => Config::default(),
-    };
-    let listen = args
-        .listen
-        .or(config.listen)
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-
+/// The upstreams of `[gateway]`: the default one (`gateway.endpoints`, else
+/// `gateway.default_upstream`, else the only entry) and the named ones.
+///
+/// # Errors
+///
+/// An endpoint that is not `http://host[:port]`, or a default naming no entry.
+fn upstreams(
+    gateway: &crate::config::Gateway,
+) -> anyhow::Result<(Option<Upstream>, HashMap<String, Upstream>)> {
     let mut named: HashMap<String, Upstream> = HashMap::new();
-    for (name, up) in &config.upstreams {
+    for (name, up) in &gateway.upstreams {
         named.insert(
             name.clone(),
-            Upstream::new(&up.endpoints).with_context(|| format!("upstream '{name}'"))?,
+            Upstream::new(&up.endpoints).with_context(|| format!("gateway.upstreams.{name}"))?,
         );
     }
-    let default = if !args.upstreams.is_empty() {
-        Some(Upstream::new(&args.upstreams).context("--upstream")?)
-    } else if let Some(name) = &config.default_upstream {
-        Some(
-            named
-                .get(name)
-                .cloned()
-                .with_context(|| format!("default_upstream '{name}' is not in upstreams"))?,
-        )
+    let default = if !gateway.endpoints.is_empty() {
+        Some(Upstream::new(&gateway.endpoints).context("gateway.endpoints (--upstream)")?)
+    } else if let Some(name) = &gateway.default_upstream {
+        Some(named.get(name).cloned().with_context(|| {
+            format!("gateway.default_upstream {name:?} is not in [gateway.upstreams]")
+        })?)
     } else if named.len() == 1 {
         named.values().next().cloned()
     } else {
         None
     };
+    Ok((default, named))
+}
 
-    let descriptor_set = args
-        .descriptor_set
-        .as_deref()
-        .or(config.descriptor_set.as_deref());
-    let protos = if args.protos.is_empty() {
-        &config.protos
-    } else {
-        &args.protos
-    };
-    let proto_paths = if args.proto_paths.is_empty() {
-        &config.proto_paths
-    } else {
-        &args.proto_paths
-    };
-    let reflect_from = if args.reflect || config.reflect {
-        Some(
-            default
-                .as_ref()
-                .context("--reflect needs an upstream (--upstream URL)")?,
-        )
-    } else {
-        None
-    };
-    let pool = load_pool(descriptor_set, protos, proto_paths, reflect_from)
-        .await
-        .context("load descriptors")?;
-
-    let base_json = config
-        .json
-        .as_ref()
-        .map(|j| j.apply(&JsonOptions::default()))
-        .unwrap_or_default();
-    let mut by_service: HashMap<String, Upstream> = HashMap::new();
+/// The gateway's options from the configuration: `rest_prefixes`, `[gateway]` (JSON mapping,
+/// header allow-list, per-service options), then `[limits]` and `[cors]` as `serve` applies
+/// them; and the upstream of each service that names one.
+///
+/// # Errors
+///
+/// A `[gateway.services]` entry the descriptors lack, or naming no upstream entry.
+fn gateway_options(
+    config: &Config,
+    pool: &DescriptorPool,
+    named: &HashMap<String, Upstream>,
+) -> anyhow::Result<(GatewayOptions, HashMap<String, Upstream>)> {
+    let gateway = &config.gateway;
+    let json = gateway.json.options();
     let mut options = GatewayOptions {
-        json: base_json.clone(),
-        default_timeout: args
-            .timeout_ms
-            .or(config.timeout_ms)
-            .map(Duration::from_millis),
+        rest_prefixes: config
+            .rest_prefixes
+            .iter()
+            .map(|(service, prefix)| (service.clone(), prefix.trim_end_matches('/').to_owned()))
+            .collect(),
+        json: json.clone(),
+        forward_headers: gateway.forward_headers.clone(),
+        openapi: true,
         ..GatewayOptions::default()
     };
-    if let Some(max) = config.max_message_bytes {
-        options.max_message_bytes = max;
-    }
-    for (service, cfg) in &config.services {
+    let mut by_service: HashMap<String, Upstream> = HashMap::new();
+    for (service, cfg) in &gateway.services {
         if pool.get_service_by_name(service).is_none() {
-            anyhow::bail!("config names service '{service}', which the descriptors lack");
+            anyhow::bail!(
+                "[gateway.services.{service:?}]: the descriptors have no service {service}"
+            );
         }
         if let Some(name) = &cfg.upstream {
-            let up = named
-                .get(name)
-                .with_context(|| format!("service '{service}': no upstream '{name}'"))?;
+            let up = named.get(name).with_context(|| {
+                format!("gateway.services.{service:?}.upstream: no upstream {name:?}")
+            })?;
             by_service.insert(service.clone(), up.clone());
-        }
-        if let Some(prefix) = &cfg.prefix {
-            options
-                .rest_prefixes
-                .push((service.clone(), prefix.trim_end_matches('/').to_owned()));
         }
         for header in &cfg.openapi_headers {
             options.openapi_options.headers.push((
@@ -319,53 +251,86 @@ pub(crate) async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         options.services.push((
             service.clone(),
             ServiceOptions {
-                json: match (&cfg.json, cfg.strict_query) {
-                    (None, None) => None,
-                    (json, strict) => {
-                        let mut opts = json
-                            .as_ref()
-                            .map_or_else(|| base_json.clone(), |j| j.apply(&base_json));
-                        if let Some(strict) = strict {
-                            opts.ignore_unknown_query_parameters = !strict;
-                        }
-                        Some(opts)
-                    }
-                },
-                timeout: cfg.timeout_ms.map(Duration::from_millis),
+                json: cfg.json_options(&json),
+                timeout: cfg.timeout.map(|d| d.0),
             },
         ));
     }
-    options.rest_prefixes.extend(args.rest_prefixes.clone());
-    options.forward_headers = if args.forward_headers.is_empty() {
-        config.forward_headers.clone()
+    Ok((crate::ops::gateway_options(config, options), by_service))
+}
+
+/// What `config check` adds for a gateway configuration whose descriptors are files
+/// (`gateway.descriptor_set` or `gateway.protos`): they load, every `[gateway.services]` entry is
+/// one of their services, and the REST routes build. `None` when there is nothing to load.
+///
+/// # Errors
+///
+/// Descriptors that do not load, a service they lack, or an invalid `google.api.http` rule.
+pub(crate) fn check(config: &Config) -> anyhow::Result<Option<String>> {
+    let gateway = &config.gateway;
+    if gateway.descriptor_set.is_none() && gateway.protos.is_empty() {
+        return Ok(None);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let pool = runtime
+        .block_on(load_pool(
+            gateway.descriptor_set.as_deref(),
+            &gateway.protos,
+            &gateway.proto_paths,
+            None,
+        ))
+        .context("load descriptors")?;
+    let (_, named) = upstreams(gateway)?;
+    let (options, _) = gateway_options(config, &pool, &named)?;
+    let services = pool.services().count();
+    Gateway::new(pool, options).context("build the REST routes")?;
+    Ok(Some(format!(
+        "gateway: the descriptors load ({services} services) and their REST routes build"
+    )))
+}
+
+/// Runs the gateway until SIGINT or SIGTERM.
+pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+    let gateway = &config.gateway;
+    let (default, named) = upstreams(gateway)?;
+    let reflect_from = if gateway.reflect {
+        Some(default.as_ref().context(
+            "gateway.reflect (--reflect) needs a default upstream: --upstream URL or gateway.endpoints",
+        )?)
     } else {
-        Some(args.forward_headers.clone())
+        None
     };
-    options.openapi = true;
+    let pool = load_pool(
+        gateway.descriptor_set.as_deref(),
+        &gateway.protos,
+        &gateway.proto_paths,
+        reflect_from,
+    )
+    .await
+    .context("load descriptors")?;
+    let (options, by_service) = gateway_options(&config, &pool, &named)?;
     if default.is_none() && by_service.is_empty() {
-        anyhow::bail!("no upstream: give --upstream URL or upstreams in --config");
+        anyhow::bail!(
+            "no upstream: give --upstream URL, gateway.endpoints or [gateway.upstreams.NAME]"
+        );
     }
 
     let services: Vec<String> = pool.services().map(|s| s.full_name().to_owned()).collect();
     let router = UpstreamRouter::new(default, by_service);
     let metrics = std::sync::Arc::new(switchyard_gateway::Metrics::new());
-    let gateway = Gateway::new(pool, options)
+    let built = Gateway::new(pool, options)
         .context("build the REST routes")?
         .with_metrics(std::sync::Arc::clone(&metrics));
-    let service = gateway.layer().layer(router);
+    let service = built.layer().layer(router);
 
     // The operations of `serve` around it: access log, metrics, /healthz, /readyz (every
-    // upstream reachable), limits, graceful drain on SIGTERM/SIGINT.
-    let mut endpoints: Vec<String> = args.upstreams.clone();
-    for up in config.upstreams.values() {
+    // upstream reachable), TLS, limits, graceful drain on SIGTERM/SIGINT.
+    let mut endpoints: Vec<String> = gateway.endpoints.clone();
+    for up in gateway.upstreams.values() {
         endpoints.extend(up.endpoints.iter().cloned());
     }
     tracing::info!(services = ?services, upstream_endpoints = ?endpoints, "gateway routes built");
-    let ops_config = crate::config::Config {
-        listen,
-        ..crate::config::Config::default()
-    };
-    crate::ops::serve(&ops_config, service, upstream_probe(endpoints), metrics).await
+    crate::ops::serve(&config, service, upstream_probe(endpoints), metrics).await
 }
 
 /// `/readyz`'s probe in gateway mode: every upstream endpoint accepts a TCP connection within a
@@ -409,36 +374,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn example_config_parses() {
+    fn example_config_parses_and_names_upstreams() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../config/gateway.example.json"
+            "/../../config/gateway.example.toml"
         );
-        let config = read_config(Path::new(path));
-        let config = config.unwrap_or_else(|e| panic!("{e:#}"));
-        assert!(!config.upstreams.is_empty());
+        let config = Config::load(Some(Path::new(path)), Vec::new());
+        let config = config.unwrap_or_else(|e| panic!("{e}"));
+        assert!(!config.gateway.upstreams.is_empty());
+        assert!(!config.gateway.services.is_empty());
+        let (default, named) = upstreams(&config.gateway).expect("valid upstreams");
+        assert!(default.is_some());
+        assert_eq!(named.len(), config.gateway.upstreams.len());
     }
 
     #[test]
-    fn json_config_overrides_only_what_it_names() {
-        let cfg = JsonConfig {
-            use_enum_numbers: Some(true),
-            ..JsonConfig::default()
+    fn descriptor_flags_replace_the_configured_source() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("gw.toml");
+        std::fs::write(&file, "[gateway]\ndescriptor_set = \"api.pb\"\n").expect("write");
+        let args = GatewayArgs {
+            config: Some(file),
+            protos: vec![PathBuf::from("a.proto")],
+            upstreams: vec!["http://127.0.0.1:1".into()],
+            timeout_ms: Some(1500),
+            ..GatewayArgs::default()
         };
-        let out = cfg.apply(&JsonOptions::default());
-        assert!(out.use_enum_numbers);
+        let config = args.load().expect("valid");
+        assert_eq!(config.gateway.descriptor_set, None);
+        assert_eq!(config.gateway.protos, [PathBuf::from("a.proto")]);
+        assert_eq!(config.gateway.endpoints, ["http://127.0.0.1:1"]);
         assert_eq!(
-            JsonOptions {
-                use_enum_numbers: false,
-                ..out
-            },
-            JsonOptions::default()
+            config.limits.request_timeout.map(|d| d.0),
+            Some(Duration::from_millis(1500))
         );
-    }
-
-    #[test]
-    fn unknown_config_keys_are_refused() {
-        let got: Result<Config, _> = serde_json::from_str(r#"{"listen":"127.0.0.1:1","nope":1}"#);
-        assert!(got.is_err());
     }
 }

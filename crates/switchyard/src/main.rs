@@ -37,7 +37,7 @@ struct Cli {
 enum Command {
     /// Serve the user-management API on one port, over every protocol.
     Serve(ServeArgs),
-    /// Check, print or document the configuration of `serve`.
+    /// Check, print or document the configuration of `serve` and `gateway` (one TOML file).
     Config(ConfigArgs),
     /// Front any gRPC upstream: REST (from google.api.http), gRPC, gRPC-Web and Connect on
     /// one port, driven by descriptors (a descriptor set, .proto files, or reflection).
@@ -164,8 +164,8 @@ struct ConfigArgs {
 
 #[derive(Debug, Subcommand)]
 enum ConfigAction {
-    /// Validate the configuration (file and `SWITCHYARD_…` environment); exit 1 naming the
-    /// first bad key.
+    /// Validate the configuration (file and `SWITCHYARD_…` environment); exit 2 naming the
+    /// first bad key. With gateway descriptor files, also load them and build the REST routes.
     Check {
         /// The configuration file. Default: `config/switchyard.toml` when it exists.
         #[arg(long, value_name = "FILE")]
@@ -194,13 +194,21 @@ fn run_config(args: ConfigArgs) -> anyhow::Result<()> {
     match args.action {
         ConfigAction::Check { config } => {
             let path = config.as_deref();
-            if let Err(err) = config::Config::load(path, std::env::vars()) {
-                config_failed(&err);
-            }
+            let config = match config::Config::load(path, std::env::vars()) {
+                Ok(config) => config,
+                Err(err) => config_failed(&err),
+            };
+            let gateway = match gateway_cmd::check(&config) {
+                Ok(summary) => summary,
+                Err(err) => config_failed(&format!("{err:#}")),
+            };
             println!(
                 "{}: ok",
                 path.map_or(config::DEFAULT_PATH.into(), |p| p.display().to_string())
             );
+            if let Some(summary) = gateway {
+                println!("{summary}");
+            }
         }
         ConfigAction::Print { config } => {
             print!(
@@ -236,10 +244,6 @@ fn parse_prefix(value: &str) -> Result<(String, String), String> {
     Ok((service.to_owned(), prefix.trim_end_matches('/').to_owned()))
 }
 
-fn init_logging(format: LogFormat) {
-    init_logging_with(format, "info");
-}
-
 /// Logging with `default_filter` unless `RUST_LOG` is set.
 fn init_logging_with(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -272,11 +276,15 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Config(args) => run_config(args),
         Command::Gateway(args) => {
-            init_logging(args.log_format);
+            let config = match args.load() {
+                Ok(config) => config,
+                Err(err) => config_failed(&err),
+            };
+            init_logging_with(config.log.format, &config.log.filter);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(gateway_cmd::run(args))
+            runtime.block_on(gateway_cmd::run(config))
         }
         Command::Openapi(args) => openapi_cmd::run(args),
         Command::Export(args) => tokio::runtime::Builder::new_multi_thread()

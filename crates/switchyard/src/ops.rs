@@ -1,9 +1,10 @@
-//! The operational side of `serve`: turns the configuration into gateway and server options
-//! (limits, CORS, TLS), puts the ops layer (metrics, access log, request ids, `/healthz`,
-//! `/readyz`) around the gateway, runs the main and admin listeners, reloads certificates on
-//! SIGHUP, and drains on SIGTERM/SIGINT.
+//! The operational side of `serve` and `gateway`: turns the configuration into gateway and
+//! server options (limits, CORS, TLS), puts the ops layer (metrics, access log, request ids,
+//! `/healthz`, `/readyz`) around the gateway, runs the main and admin listeners, reloads
+//! certificates on SIGHUP, and drains on SIGTERM/SIGINT.
 //!
-//! What is served (the tonic services, the gateway's routes) is `crate::serve`'s.
+//! What is served (the tonic services, the gateway's routes, the upstreams) is the job of
+//! `crate::serve` and `crate::gateway_cmd`.
 
 use std::sync::Arc;
 
