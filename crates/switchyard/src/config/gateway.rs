@@ -177,13 +177,13 @@ impl Gateway {
             }
             check_endpoints(&self.endpoints).map_err(|e| ("gateway.endpoints".into(), e))?;
         }
-        if let Some(name) = &self.default_upstream {
-            if !self.upstreams.contains_key(name) {
-                return Err((
-                    "gateway.default_upstream".into(),
-                    format!("no upstream {name:?}: {}", names()),
-                ));
-            }
+        if let Some(name) = &self.default_upstream
+            && !self.upstreams.contains_key(name)
+        {
+            return Err((
+                "gateway.default_upstream".into(),
+                format!("no upstream {name:?}: {}", names()),
+            ));
         }
         for (name, upstream) in &self.upstreams {
             let key = join(&join_quoted("gateway.upstreams", name), "endpoints");
@@ -191,13 +191,13 @@ impl Gateway {
         }
         for (service, options) in &self.services {
             let table = join_quoted("gateway.services", service);
-            if let Some(name) = &options.upstream {
-                if !self.upstreams.contains_key(name) {
-                    return Err((
-                        join(&table, "upstream"),
-                        format!("no upstream {name:?}: {}", names()),
-                    ));
-                }
+            if let Some(name) = &options.upstream
+                && !self.upstreams.contains_key(name)
+            {
+                return Err((
+                    join(&table, "upstream"),
+                    format!("no upstream {name:?}: {}", names()),
+                ));
             }
         }
         Ok(())
