@@ -27,8 +27,11 @@ use switchyard_transcode::{
     JsonOptions, PathTemplate, RouteError, RouteTable, RouteTableBuilder, decode_request,
 };
 
+/// A fuzz target: the input bytes in, a panic when a property breaks.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its `fuzz/fuzz_targets/<name>.rs` and corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("path_template", path_template),
     ("route_match", route_match),
     ("query_binding", query_binding),

@@ -186,7 +186,7 @@ fn write_seed_corpora() {
         let json = encode_message(&sample_message(desc, 0), &opts).expect("a sample renders");
         let mut seed = vec![selector];
         seed.extend_from_slice(&json);
-        write("json_message", &format!("{}", desc.full_name()), &seed);
+        write("json_message", desc.full_name(), &seed);
         if i % 4 == 0 {
             let mut connect = vec![0, selector | 0x80];
             connect.extend_from_slice(&frame(0, &json));
