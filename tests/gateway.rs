@@ -207,7 +207,7 @@ async fn echo(
             .unwrap_or(0)
     };
     match method.name() {
-        "Echo" | "EchoNested" => {
+        "Echo" | "EchoNested" | "Lookup" => {
             let mut reply = first;
             let mut seen = HashMap::new();
             for (name, value) in &parts.headers {
@@ -290,6 +290,27 @@ async fn echo(
                 Status::new(Code::from_i32(fail), "stream failed")
             };
             grpc_response(messages, status, &[])
+        }
+        "Download" => {
+            // HttpBody chunks; only the first one's content type counts.
+            let out_desc = method.output();
+            let messages = (0..get_i32(&first, "count"))
+                .map(|i| {
+                    let mut m = DynamicMessage::new(out_desc.clone());
+                    let content_type = if i == 0 { "text/csv" } else { "text/plain" };
+                    m.set_field_by_name("content_type", Value::String(content_type.into()));
+                    let data = format!("chunk {}\n", i + 1).into_bytes();
+                    m.set_field_by_name("data", Value::Bytes(data.into()));
+                    Bytes::from(m.encode_to_vec())
+                })
+                .collect();
+            let fail = get_i32(&first, "fail_code");
+            let status = if fail == 0 {
+                Status::ok("")
+            } else {
+                Status::new(Code::from_i32(fail), "download failed")
+            };
+            grpc_response(messages, status, &[("x-echo-header", "yes")])
         }
         "ClientStream" => {
             let mut reply = DynamicMessage::new(method.output());
@@ -1441,4 +1462,232 @@ fn the_old_environment_variable_is_refused() {
         stderr.contains("SWITCHYARD_GATEWAY_CONFIG is no longer read"),
         "{stderr}"
     );
+}
+
+/// Connect GET (<https://connectrpc.com/docs/protocol>, "Unary-Get-Request") in gateway mode:
+/// `Lookup` says `idempotency_level = NO_SIDE_EFFECTS`, so curl may call it with its message in
+/// the query, JSON or base64 protobuf; the answer may be cached (`Vary`, no `no-store`); a
+/// method without that option is 405 with `Allow: POST`; missing or bad parameters are
+/// Connect errors.
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_get_calls_a_method_without_side_effects() {
+    use base64::Engine as _;
+    let pool = pool();
+    let upstream = start_upstream(pool.clone(), false).await;
+    let gateway = start_gateway(base_config(upstream.addr), &[]);
+    let lookup = gateway.url("/conformance.v1.ConformanceService/Lookup");
+
+    // curl, as a browser or a CDN would send it: the message percent-encoded in the query.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-i",
+            "--max-time",
+            "10",
+            "-H",
+            "x-case: get-curl",
+            "-G",
+        ])
+        .args([
+            "--data-urlencode",
+            "connect=v1",
+            "--data-urlencode",
+            "encoding=json",
+        ])
+        .args(["--data-urlencode", r#"message={"s":"from curl","i64":"7"}"#])
+        .arg(&lookup)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    assert!(
+        out.status.success(),
+        "curl: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (head, body) = text.split_once("\n\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert!(head.contains("vary: accept-encoding"), "{head}");
+    assert!(!head.contains("no-store"), "{head}");
+    assert_eq!(body, r#"{"s":"from curl","i64":"7"}"#);
+    let recorded = upstream.calls.lock().unwrap()["get-curl"].clone();
+    assert_eq!(recorded.path, "/conformance.v1.ConformanceService/Lookup");
+    assert_eq!(recorded.requests, [json!({"s": "from curl", "i64": "7"})]);
+
+    // Binary protobuf, URL-safe base64 without and with padding; the answer is protobuf.
+    let message = everything(&pool, &[("s", Value::String("b?>".into()))]);
+    let client = reqwest::Client::new();
+    for engine in [
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        base64::engine::general_purpose::URL_SAFE,
+    ] {
+        let encoded = engine.encode(&message);
+        let response = client
+            .get(format!(
+                "{lookup}?connect=v1&encoding=proto&base64=1&message={encoded}"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{encoded}");
+        assert_eq!(response.headers()["content-type"], "application/proto");
+        assert_eq!(response.bytes().await.unwrap(), message, "{encoded}");
+    }
+
+    // Refusals: (path and query, HTTP status, Connect code, words of the message).
+    let json = "%7B%22s%22%3A%22x%22%7D";
+    let cases = [
+        (
+            "Lookup?encoding=json".to_owned(),
+            400,
+            "invalid_argument",
+            "missing message",
+        ),
+        (
+            format!("Lookup?message={json}"),
+            400,
+            "invalid_argument",
+            "missing encoding",
+        ),
+        (
+            format!("Lookup?connect=v2&encoding=json&message={json}"),
+            400,
+            "invalid_argument",
+            "connect must be",
+        ),
+        (
+            format!("Lookup?encoding=yaml&message={json}"),
+            415,
+            "invalid_argument",
+            "unsupported encoding",
+        ),
+        (
+            "Lookup?encoding=json&message=%7B".to_owned(),
+            400,
+            "invalid_argument",
+            "",
+        ),
+        (
+            "Lookup?encoding=proto&base64=1&message=%2B%2B%2B".to_owned(),
+            400,
+            "invalid_argument",
+            "base64",
+        ),
+        (
+            format!("Lookup?encoding=json&compression=gzip&message={json}"),
+            501,
+            "unimplemented",
+            "gzip",
+        ),
+        (
+            format!("Echo?encoding=json&message={json}"),
+            405,
+            "unimplemented",
+            "NO_SIDE_EFFECTS",
+        ),
+        (
+            "ServerStream?encoding=json&message=%7B%7D".to_owned(),
+            405,
+            "unimplemented",
+            "streaming",
+        ),
+    ];
+    for (query, want_status, want_code, want_words) in cases {
+        let url = gateway.url(&format!("/conformance.v1.ConformanceService/{query}"));
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), want_status, "{query}");
+        if want_status == 405 {
+            assert_eq!(response.headers()["allow"], "POST", "{query}");
+        }
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["code"], want_code, "{query}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(want_words), "{query}: {body}");
+    }
+
+    // A GET of a path no descriptor names is REST's business (404 there).
+    let response = client
+        .get(gateway.url("/conformance.v1.ConformanceService/Nope?encoding=json&message=%7B%7D"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+}
+
+/// A server stream of `google.api.HttpBody` over REST is the raw bytes of its chunks under the
+/// first chunk's content type, as grpc-gateway and Envoy send it — not NDJSON; an error before
+/// the first chunk is the REST error, one after it cuts the transfer short.
+#[tokio::test(flavor = "multi_thread")]
+async fn rest_http_body_stream_is_raw_chunks() {
+    let upstream = start_upstream(pool(), false).await;
+    let gateway = start_gateway(base_config(upstream.addr), &[]);
+    let client = reqwest::Client::new();
+
+    let response = client
+        .get(gateway.url("/v1/download?count=3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "text/csv");
+    assert_eq!(response.headers()["grpc-metadata-x-echo-header"], "yes");
+    assert_eq!(
+        response.text().await.unwrap(),
+        "chunk 1\nchunk 2\nchunk 3\n"
+    );
+
+    // Over HTTP/2 too (h2c).
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = h2
+        .get(gateway.url("/v1/download?count=2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.headers()["content-type"], "text/csv");
+    assert_eq!(response.text().await.unwrap(), "chunk 1\nchunk 2\n");
+
+    // Failing before the first chunk: the REST error with the code's HTTP status.
+    let response = client
+        .get(gateway.url("/v1/download?count=0&fail_code=5"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], 5);
+    assert_eq!(body["message"], "download failed");
+
+    // Failing after it: the chunks so far, then a transfer that does not complete (the abort
+    // may reach the client before the head does: the upstream sends everything at once).
+    for client in [&client, &h2] {
+        let sent = client
+            .get(gateway.url("/v1/download?count=2&fail_code=13"))
+            .send()
+            .await;
+        if let Ok(response) = sent {
+            assert_eq!(response.status().as_u16(), 200);
+            assert!(
+                response.text().await.is_err(),
+                "the body should end in error"
+            );
+        }
+    }
+
+    // No chunk at all: an empty body.
+    let response = client
+        .get(gateway.url("/v1/download?count=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/octet-stream"
+    );
+    assert_eq!(response.text().await.unwrap(), "");
 }

@@ -251,58 +251,167 @@ fn openapi_document_drives_a_client() {
     );
 }
 
-/// `buf curl` (npm `@bufbuild/buf`) over gRPC with server reflection: it lists every service,
-/// health included, and calls `grpc.health.v1.Health/Check` and a ZITADEL method described only
-/// by reflection.
-#[test]
-fn buf_curl_describes_every_service_by_reflection() {
+/// `buf curl` (npm `@bufbuild/buf`), the path to it after checking it is installed.
+fn buf() -> PathBuf {
     let (_, dir) = node();
     let buf = dir.join("node_modules/.bin/buf");
     assert!(buf.exists(), "{} is missing; {SETUP_HINT}", buf.display());
+    buf
+}
+
+/// Runs `buf curl` with `args`.
+fn buf_curl(buf: &Path, args: &[&str]) -> ScriptRun {
+    let mut command = Command::new(buf);
+    command.arg("curl").args(args);
+    run_with_deadline(&mut command, &format!("buf curl {args:?}"), SCRIPT_DEADLINE)
+}
+
+/// `stdout` of a `buf curl` run that must succeed.
+fn buf_ok(run: ScriptRun, args: &[&str]) -> String {
+    assert!(
+        run.success,
+        "buf curl {args:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        run.stdout, run.stderr
+    );
+    run.stdout
+}
+
+/// `buf curl` with server reflection over each protocol, HTTP/2 without TLS (h2c, which
+/// reflection's bidirectional stream needs): it lists every service, health and reflection
+/// included, and every unary method it lists reaches its handler — `{}` gets the handler's
+/// answer or its own validation error, never UNIMPLEMENTED or a schema error; health `Check`
+/// answers SERVING and `Watch` streams SERVING.
+#[test]
+fn buf_curl_reaches_every_method_by_reflection_over_every_protocol() {
+    let buf = buf();
     let server = Server::start();
     let url = server.url();
-    let curl = |args: &[&str]| {
-        let mut command = Command::new(&buf);
-        command
-            .arg("curl")
-            .args(["--protocol", "grpc", "--http2-prior-knowledge"])
-            .args(args);
-        let run = run_with_deadline(&mut command, &format!("buf curl {args:?}"), SCRIPT_DEADLINE);
+    let auth = format!("authorization: {}", server.bearer());
+    for protocol in ["grpc", "grpcweb", "connect"] {
+        let base = ["--protocol", protocol, "--http2-prior-knowledge"];
+        let with = |extra: &[&str]| -> Vec<String> {
+            base.iter().chain(extra).map(|s| (*s).to_owned()).collect()
+        };
+        let run = |extra: &[&str]| {
+            let args = with(extra);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            (buf_curl(&buf, &args), args.join(" "))
+        };
+        let (listed, what) = run(&["--list-services", &url]);
+        let services = buf_ok(listed, &[&what]);
+        for want in [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+            "zitadel.management.v1.ManagementService",
+            "zitadel.user.v2.UserService",
+        ] {
+            assert!(
+                services.lines().any(|l| l.trim() == want),
+                "{protocol}: {want} not in\n{services}"
+            );
+        }
+        let (listed, what) = run(&["--list-methods", &url]);
+        let methods = buf_ok(listed, &[&what]);
+        let methods: Vec<&str> = methods.lines().map(str::trim).collect();
+        assert!(methods.len() >= 30, "{protocol}: {methods:?}");
+        let streaming = [
+            "grpc.health.v1.Health/Watch",
+            "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ];
+        for method in methods.iter().filter(|m| !streaming.contains(m)) {
+            let target = format!("{url}/{method}");
+            let (answer, what) = run(&["-H", &auth, "-d", "{}", &target]);
+            let stderr = answer.stderr.to_ascii_lowercase();
+            assert!(
+                answer.success
+                    || (stderr.contains("\"code\"")
+                        && !stderr.contains("unimplemented")
+                        && !stderr.contains("unknown")),
+                "{what}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                answer.stdout,
+                answer.stderr
+            );
+        }
+        let (health, what) = run(&[
+            "-d",
+            r#"{"service":""}"#,
+            &format!("{url}/grpc.health.v1.Health/Check"),
+        ]);
+        let health: Value = serde_json::from_str(&buf_ok(health, &[&what])).expect("JSON");
+        assert_eq!(health["status"], "SERVING", "{protocol}: {health}");
+        let (org, what) = run(&[
+            "-H",
+            &auth,
+            &format!("{url}/zitadel.management.v1.ManagementService/GetMyOrg"),
+        ]);
+        let org: Value = serde_json::from_str(&buf_ok(org, &[&what])).expect("JSON");
+        assert_eq!(org["org"]["name"], "ZITADEL", "{protocol}: {org}");
+        // A server stream: the first status arrives, then the stream stays open until buf's
+        // own deadline ends it.
+        let (watch, what) = run(&[
+            "--timeout",
+            "2s",
+            &format!("{url}/grpc.health.v1.Health/Watch"),
+        ]);
         assert!(
-            run.success,
-            "buf curl {args:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            run.stdout, run.stderr
-        );
-        run.stdout
-    };
-    let services = curl(&["--list-services", &url]);
-    for want in [
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1.ServerReflection",
-        "zitadel.management.v1.ManagementService",
-        "zitadel.user.v2.UserService",
-    ] {
-        assert!(
-            services.lines().any(|l| l.trim() == want),
-            "{want} not in\n{services}"
+            watch.stdout.contains("SERVING"),
+            "{what}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            watch.stdout,
+            watch.stderr
         );
     }
-    let health = curl(&[
-        "-d",
-        r#"{"service":""}"#,
-        &format!("{url}/grpc.health.v1.Health/Check"),
-    ]);
-    let health: Value = serde_json::from_str(&health).expect("JSON");
-    assert_eq!(health["status"], "SERVING", "{health}");
-    let org = curl(&[
-        "-H",
-        &format!("authorization: {}", server.bearer()),
-        "-d",
-        "{}",
-        &format!("{url}/zitadel.management.v1.ManagementService/GetMyOrg"),
-    ]);
-    let org: Value = serde_json::from_str(&org).expect("JSON");
-    assert_eq!(org["org"]["name"], "ZITADEL", "{org}");
+}
+
+/// `buf curl` over HTTP/1.1, where Connect and gRPC-Web allow it (gRPC does not, and
+/// reflection's bidirectional stream does not either), with the schema from a descriptor set
+/// instead: unary calls to health and to ZITADEL's services.
+#[test]
+fn buf_curl_over_http1_with_a_schema() {
+    use prost::Message as _;
+    let buf = buf();
+    let server = Server::start();
+    let url = server.url();
+    let auth = format!("authorization: {}", server.bearer());
+    let mut pool = switchyard_proto::descriptor_pool().clone();
+    pool.decode_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .expect("health descriptors");
+    let set = prost_types::FileDescriptorSet {
+        file: pool.file_descriptor_protos().cloned().collect(),
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let schema = dir.path().join("schema.binpb");
+    std::fs::write(&schema, set.encode_to_vec()).expect("write the schema");
+    let schema = schema.to_str().expect("UTF-8 path");
+    for protocol in ["grpcweb", "connect"] {
+        let args = [
+            "--protocol",
+            protocol,
+            "--schema",
+            schema,
+            "-d",
+            r#"{"service":""}"#,
+        ];
+        let target = format!("{url}/grpc.health.v1.Health/Check");
+        let mut all = args.to_vec();
+        all.push(&target);
+        let health: Value =
+            serde_json::from_str(&buf_ok(buf_curl(&buf, &all), &all)).expect("JSON");
+        assert_eq!(health["status"], "SERVING", "{protocol}: {health}");
+        let target = format!("{url}/zitadel.management.v1.ManagementService/GetMyOrg");
+        let all = [
+            "--protocol",
+            protocol,
+            "--schema",
+            schema,
+            "-H",
+            &auth,
+            &target,
+        ];
+        let org: Value = serde_json::from_str(&buf_ok(buf_curl(&buf, &all), &all)).expect("JSON");
+        assert_eq!(org["org"]["name"], "ZITADEL", "{protocol}: {org}");
+    }
 }
 
 /// grpcio (`compression=grpc.Compression.Gzip` on the channel and every call): gzip-compressed

@@ -1,7 +1,8 @@
 //! Protocol detection: the one place that decides which protocol a request speaks.
 //!
 //! The decision uses only the HTTP method, the path and the `content-type` (plus, for CORS, the
-//! `access-control-request-method` header). It never reads the body. What each protocol then
+//! `access-control-request-method` header): a `GET` of a method path is Connect's, any other
+//! `GET` REST's. It never reads the body. What each protocol then
 //! does with the request is left to `crate::protocol`.
 
 use http::{HeaderMap, Method, header};
@@ -29,6 +30,9 @@ pub enum Protocol {
         /// How each enveloped message is encoded.
         codec: Codec,
     },
+    /// Connect unary over GET: `GET /pkg.Service/Method?encoding=…&message=…` for a method
+    /// the descriptors know (whether it may be called so is the protocol's to answer).
+    ConnectGet,
     /// A known Connect method path posted with a content type Connect does not know: HTTP 415.
     ConnectUnsupportedMedia,
     /// A CORS preflight (`OPTIONS` with `access-control-request-method`).
@@ -46,6 +50,7 @@ impl Protocol {
             Protocol::GrpcWeb { .. } => "grpc-web",
             Protocol::Connect { .. }
             | Protocol::ConnectStreaming { .. }
+            | Protocol::ConnectGet
             | Protocol::ConnectUnsupportedMedia => "connect",
             Protocol::Preflight => "preflight",
             Protocol::Rest => "rest",
@@ -128,6 +133,9 @@ pub(crate) fn detect(
             },
             _ => Protocol::ConnectUnsupportedMedia,
         };
+    }
+    if method == Method::GET && methods.contains(path) {
+        return Protocol::ConnectGet;
     }
     Protocol::Rest
 }
@@ -271,7 +279,19 @@ mod tests {
                 Some("application/json"),
                 Protocol::Rest,
             ),
-            case(Method::GET, echo, Some("application/json"), Protocol::Rest),
+            case(Method::GET, echo, None, Protocol::ConnectGet),
+            case(
+                Method::GET,
+                echo,
+                Some("application/json"),
+                Protocol::ConnectGet,
+            ),
+            case(
+                Method::GET,
+                "/example.v1.EchoService/Nope",
+                None,
+                Protocol::Rest,
+            ),
             case(Method::GET, "/v1/echo/abc", None, Protocol::Rest),
             case(
                 Method::POST,

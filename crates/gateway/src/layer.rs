@@ -178,6 +178,9 @@ where
             let connect = connect::stream::ConnectStream { codec };
             protocol::serve(&connect, state, inner, request, observer).await
         }
+        Protocol::ConnectGet => {
+            protocol::serve(&connect::get::ConnectGet, state, inner, request, observer).await
+        }
         Protocol::ConnectUnsupportedMedia => {
             let response = connect::unsupported_media();
             observer.finish(Code::InvalidArgument, response.status());

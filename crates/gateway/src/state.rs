@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prost_reflect::prost_types::method_options::IdempotencyLevel;
 use prost_reflect::{DescriptorPool, MethodDescriptor};
 use switchyard_transcode::{JsonOptions, RouteTable};
 
@@ -79,6 +80,8 @@ pub(crate) struct MethodEntry {
     pub(crate) descriptor: MethodDescriptor,
     /// `/pkg.Service/Method`, shared by every call to it.
     pub(crate) path: Arc<str>,
+    /// The descriptor says `idempotency_level = NO_SIDE_EFFECTS`: Connect may call it with GET.
+    pub(crate) no_side_effects: bool,
 }
 
 /// Every method in the pool by its gRPC path, `/pkg.Service/Method`.
@@ -96,6 +99,7 @@ impl MethodIndex {
                 let path: Arc<str> =
                     format!("/{}/{}", method.parent_service().full_name(), method.name()).into();
                 let entry = MethodEntry {
+                    no_side_effects: no_side_effects(&method),
                     descriptor: method,
                     path: Arc::clone(&path),
                 };
@@ -112,6 +116,15 @@ impl MethodIndex {
     pub(crate) fn contains(&self, path: &str) -> bool {
         self.by_path.contains_key(path)
     }
+}
+
+/// Whether `method`'s options say `idempotency_level = NO_SIDE_EFFECTS`.
+fn no_side_effects(method: &MethodDescriptor) -> bool {
+    method
+        .method_descriptor_proto()
+        .options
+        .as_ref()
+        .is_some_and(|o| o.idempotency_level() == IdempotencyLevel::NoSideEffects)
 }
 
 /// An [`Authenticator`] in the state (a closure has no `Debug` of its own).

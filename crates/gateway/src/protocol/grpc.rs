@@ -115,7 +115,7 @@ impl ClientProtocol for Grpc {
         message_encoder(state, call, wire.codec)
     }
 
-    fn encode_stream(
+    async fn encode_stream(
         &self,
         _state: &GatewayState,
         _call: &Call,

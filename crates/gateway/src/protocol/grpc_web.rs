@@ -209,7 +209,7 @@ impl ClientProtocol for GrpcWeb {
         message_encoder(state, call, wire.codec)
     }
 
-    fn encode_stream(
+    async fn encode_stream(
         &self,
         _state: &GatewayState,
         _call: &Call,

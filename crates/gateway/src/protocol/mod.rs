@@ -20,6 +20,7 @@ pub(crate) mod grpc_web;
 pub(crate) mod rest;
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -171,14 +172,15 @@ pub(crate) trait ClientProtocol: Send + Sync {
     ) -> MessageEncoder;
 
     /// Frames a streamed answer whose messages are already in the request's codec: each
-    /// message as it comes, then its end.
+    /// message as it comes, then its end. It may wait for the first item before answering
+    /// (REST's `google.api.HttpBody` stream takes its content type from the first chunk).
     fn encode_stream(
         &self,
         state: &GatewayState,
         call: &Call,
         head: &Self::Head,
         reply: StreamReply,
-    ) -> Response<tonic::body::Body>;
+    ) -> impl Future<Output = Response<tonic::body::Body>> + Send;
 
     /// Renders an error of `stage`.
     fn encode_error(
@@ -236,11 +238,16 @@ where
         };
         return match call::streaming(state, inner, &call, metadata, requests).await {
             Ok(reply) => {
-                // Every streaming protocol answers 200 and puts the status at the end.
-                observer.set_http_status(StatusCode::OK);
+                // The stream's last item gives the code; the HTTP status is the answer's (200,
+                // unless the protocol waited for the first item and it was an error).
+                let observer = Arc::new(Mutex::new(observer));
                 let encoder = protocol.message_encoder(state, &call, &head);
-                let reply = observed(converted(reply, encoder), observer);
-                protocol.encode_stream(state, &call, &head, reply)
+                let reply = observed(converted(reply, encoder), Arc::clone(&observer));
+                let response = protocol.encode_stream(state, &call, &head, reply).await;
+                if let Ok(mut observer) = observer.lock() {
+                    observer.set_http_status(response.status());
+                }
+                response
             }
             Err(status) => fail(observer, Stage::Call, status),
         };
@@ -291,10 +298,13 @@ fn converted(reply: StreamReply, encoder: MessageEncoder) -> StreamReply {
 }
 
 /// The reply with `observer` riding along: the last item's code finishes it, and a stream
-/// dropped before its end (the client went away) records CANCELLED.
-fn observed(reply: StreamReply, mut observer: Observer) -> StreamReply {
+/// dropped before its end (the client went away) records CANCELLED. The observer records when
+/// the last of its holders (this stream, `serve` until it has the answer's status) lets go.
+fn observed(reply: StreamReply, observer: Arc<Mutex<Observer>>) -> StreamReply {
     let items = reply.items.map(move |item| {
-        if let Item::End(status, _) = &item {
+        if let Item::End(status, _) = &item
+            && let Ok(mut observer) = observer.lock()
+        {
             observer.set_code(status.code());
         }
         item

@@ -1,10 +1,11 @@
 //! The Connect protocol (<https://connectrpc.com/docs/protocol>), unary: `POST
 //! /pkg.Service/Method` with an `application/json` or `application/proto` body; the answer is
 //! the message with HTTP 200, or the Connect error JSON with the HTTP status of its code.
-//! Streaming (`application/connect+json|proto`) is [`stream`]'s; the error JSON is
-//! [`error`]'s, shared by both.
+//! Streaming (`application/connect+json|proto`) is [`stream`]'s, unary over GET (methods
+//! without side effects) [`get`]'s; the error JSON is [`error`]'s, shared by all three.
 
 pub(crate) mod error;
+pub(crate) mod get;
 pub(crate) mod stream;
 
 use std::time::Duration;
@@ -160,7 +161,7 @@ impl ClientProtocol for ConnectUnary {
         proto_encoder()
     }
 
-    fn encode_stream(
+    async fn encode_stream(
         &self,
         state: &GatewayState,
         call: &Call,
@@ -181,7 +182,7 @@ impl ClientProtocol for ConnectUnary {
 }
 
 /// `decode_head` refuses streaming methods, so this is never reached; it says why if it were.
-fn not_unary(call: &Call) -> Status {
+pub(crate) fn not_unary(call: &Call) -> Status {
     Status::unimplemented(format!(
         "{} streams; Connect unary cannot carry it",
         call.method.full_name()

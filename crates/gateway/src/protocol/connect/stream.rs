@@ -195,7 +195,7 @@ impl ClientProtocol for ConnectStream {
         Box::new(move |message| from_proto(&output, codec, message, &json))
     }
 
-    fn encode_stream(
+    async fn encode_stream(
         &self,
         state: &GatewayState,
         _call: &Call,

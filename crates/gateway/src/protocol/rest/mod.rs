@@ -1,10 +1,11 @@
 //! The REST protocol: JSON over HTTP, transcoded from `google.api.http` annotations into one
 //! gRPC call — the route lookup (404, 400 for a malformed path, 405 with `Allow`), the body
 //! limit (413), `Grpc-Timeout`, grpc-gateway's header conventions, and `GET /openapi.json`.
-//! Server-streaming methods answer NDJSON or Server-Sent Events ([`stream`]). A request body
-//! may come gzipped (`Content-Encoding`, inflated within the body limit); a unary answer of at
-//! least 1 KiB is gzipped for a client whose `Accept-Encoding` lists gzip (streams are not:
-//! each message must reach the client as it is written).
+//! Server-streaming methods answer NDJSON or Server-Sent Events, or the raw chunks of a
+//! `google.api.HttpBody` stream ([`stream`]). A request body may come gzipped
+//! (`Content-Encoding`, inflated within the body limit); a unary answer of at least 1 KiB is
+//! gzipped for a client whose `Accept-Encoding` lists gzip (streams are not: each message must
+//! reach the client as it is written).
 //!
 //! Routing, binding, JSON and the code → HTTP status table all live in
 //! `switchyard-transcode`; this module adapts them to `http` types and to the protocol
@@ -18,9 +19,10 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, Response, StatusCode};
 use prost::Message as _;
-use prost_reflect::{DescriptorPool, DynamicMessage};
+use prost_reflect::{DescriptorPool, DynamicMessage, Kind};
 #[cfg(test)]
 use switchyard_transcode::RouteTable;
+use switchyard_transcode::bind::is_http_body;
 use switchyard_transcode::status::http_status;
 use switchyard_transcode::{JsonOptions, Route, RouteError, RouteMatch, rest_error_body};
 use tonic::{Code, Status};
@@ -96,6 +98,20 @@ fn compressed(
         );
     }
     Ok(response)
+}
+
+impl RestHead {
+    /// The stream's messages are `google.api.HttpBody` (the whole message or its
+    /// `response_body`): their bytes are the answer, raw.
+    fn streams_http_body(&self) -> bool {
+        let route = self.found.route();
+        match route.response_body() {
+            None => is_http_body(&route.method().output()),
+            Some(field) => {
+                !field.is_list() && matches!(field.kind(), Kind::Message(m) if is_http_body(&m))
+            }
+        }
+    }
 }
 
 impl ClientProtocol for Rest {
@@ -218,6 +234,9 @@ impl ClientProtocol for Rest {
     ) -> MessageEncoder {
         let route = Arc::clone(head.found.route());
         let json = crate::protocol::connect::json_for(state, call).clone();
+        if head.streams_http_body() {
+            return stream::http_body_encoder(route, json);
+        }
         Box::new(move |message| {
             let decoded = DynamicMessage::decode(route.method().output(), message)
                 .map_err(|e| Status::internal(format!("bad response message: {e}")))?;
@@ -227,13 +246,16 @@ impl ClientProtocol for Rest {
         })
     }
 
-    fn encode_stream(
+    async fn encode_stream(
         &self,
         state: &GatewayState,
         _call: &Call,
         head: &RestHead,
         reply: StreamReply,
     ) -> Response<tonic::body::Body> {
+        if head.streams_http_body() {
+            return stream::encode_http_body(reply, &state.pool).await;
+        }
         stream::encode_stream(head.framing, reply, state.pool.clone())
     }
 
