@@ -10,6 +10,7 @@
 //!   seconds and prints one JSON line: requests/s, p50/p99 latency, errors, and the server's
 //!   CPU time per request from `/proc/<pid>/stat`. HTTP/1.1 is wrk's job.
 //! - `loadgen report` reads those lines and prints the medians and ratios as Markdown.
+//! - `loadgen soak` is the long open-loop run of `bench/soak` (see `soak.rs`).
 //!
 //! It runs on one thread (tokio's current-thread runtime): `bench/run` pins it to the core
 //! the server does not use.
@@ -29,6 +30,9 @@ use prost::Message as _;
 use switchyard_proto::zitadel::management::v1::{
     AddMachineUserRequest, AddMachineUserResponse, ReactivateUserRequest,
 };
+
+#[path = "loadgen/soak.rs"]
+mod soak;
 
 const SERVICE: &str = "/zitadel.management.v1.ManagementService";
 
@@ -574,6 +578,9 @@ fn main() -> anyhow::Result<()> {
         "setup" => runtime.block_on(setup(&args)),
         "run" => runtime.block_on(run(&args)),
         "report" => report(&args),
-        _ => bail!("usage: loadgen setup|run|report --flag value …  (see bench/run)"),
+        "soak" => runtime.block_on(soak::soak(&args)),
+        _ => bail!(
+            "usage: loadgen setup|run|report|soak --flag value …  (see bench/run, bench/soak)"
+        ),
     }
 }
