@@ -1575,10 +1575,10 @@ async fn connect_get_calls_a_method_without_side_effects() {
             "base64",
         ),
         (
-            format!("Lookup?encoding=json&compression=gzip&message={json}"),
+            format!("Lookup?encoding=json&compression=br&message={json}"),
             501,
             "unimplemented",
-            "gzip",
+            "supported compressions are gzip, identity",
         ),
         (
             format!("Echo?encoding=json&message={json}"),
@@ -1613,6 +1613,190 @@ async fn connect_get_calls_a_method_without_side_effects() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 404);
+}
+
+/// curl with `args` (a deadline, no retries): the answer's status, its head (lower case) and
+/// its body as it came, whatever the status.
+fn curl(args: &[&str]) -> (u16, String, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (head, body) = (dir.path().join("head"), dir.path().join("body"));
+    let mut command = Command::new("curl");
+    command
+        .args(["-sS", "-D"])
+        .arg(&head)
+        .arg("-o")
+        .arg(&body)
+        .args(args);
+    let run = switchyard_tests::run_with_deadline(
+        &mut command,
+        &format!("curl {args:?}"),
+        Duration::from_secs(30),
+    );
+    assert!(run.success, "curl {args:?}: {}", run.stderr);
+    let head = std::fs::read_to_string(&head).unwrap().to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {head}"));
+    (status, head, std::fs::read(&body).unwrap())
+}
+
+/// Connect GET with `compression=gzip` (<https://connectrpc.com/docs/protocol>,
+/// "Unary-Get-Request"): the message gzipped, then URL-safe base64, inflated under
+/// `limits.max_body_bytes` (a bomb in the query is refused as a POST body's is); the answer
+/// gzipped from 1 KiB when `Accept-Encoding` takes gzip (or, without that header, when the
+/// request was gzipped, as connect-go answers), `Vary: Accept-Encoding` always; an unknown
+/// compression is 501 naming the ones we read. All with curl.
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_get_with_gzip_both_ways() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let upstream = start_upstream(pool(), false).await;
+    let mut config = base_config(upstream.addr);
+    config["limits"] = json!({"max_body_bytes": 65536});
+    let gateway = start_gateway(config, &[]);
+    let lookup = gateway.url("/conformance.v1.ConformanceService/Lookup");
+    let big = "z".repeat(3000);
+    let big_json = json!({ "s": big }).to_string();
+    let big_gzip = b64.encode(gzip(big_json.as_bytes()));
+    let small_gzip = b64.encode(gzip(br#"{"s":"small"}"#));
+    let echoed = |body: &[u8]| -> String {
+        let value: serde_json::Value = serde_json::from_slice(body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)));
+        value["s"].as_str().unwrap_or_default().to_owned()
+    };
+
+    struct Case {
+        name: &'static str,
+        message: String,
+        /// The request's Accept-Encoding, if any.
+        accept: Option<&'static str>,
+        /// Whether the answer comes gzipped.
+        gzipped: bool,
+        /// What the upstream and the answer carry in `s`.
+        want: String,
+    }
+    let cases = [
+        Case {
+            name: "gzip-asked",
+            message: big_gzip.clone(),
+            accept: Some("gzip"),
+            gzipped: true,
+            want: big.clone(),
+        },
+        // No Accept-Encoding: any coding is acceptable; the request's own is used.
+        Case {
+            name: "gzip-no-accept",
+            message: big_gzip.clone(),
+            accept: None,
+            gzipped: true,
+            want: big.clone(),
+        },
+        // Accept-Encoding present decides: identity only, so identity.
+        Case {
+            name: "gzip-identity-only",
+            message: big_gzip.clone(),
+            accept: Some("identity"),
+            gzipped: false,
+            want: big.clone(),
+        },
+        // Below 1 KiB the answer goes as it is.
+        Case {
+            name: "gzip-small",
+            message: small_gzip,
+            accept: Some("gzip"),
+            gzipped: false,
+            want: "small".into(),
+        },
+    ];
+    for case in cases {
+        let message = format!("message={}", case.message);
+        let x_case = format!("x-case: {}", case.name);
+        let accept = case.accept.map(|a| format!("accept-encoding: {a}"));
+        let mut args = vec!["-G", "-H", x_case.as_str()];
+        if let Some(accept) = &accept {
+            args.extend(["-H", accept.as_str()]);
+        }
+        args.extend(["--data-urlencode", "connect=v1", "--data-urlencode"]);
+        args.extend(["encoding=json", "--data-urlencode", "base64=1"]);
+        args.extend(["--data-urlencode", "compression=gzip", "--data-urlencode"]);
+        args.extend([message.as_str(), lookup.as_str()]);
+        let (status, head, body) = curl(&args);
+        assert_eq!(status, 200, "{}: {head}", case.name);
+        assert!(
+            head.contains("vary: accept-encoding"),
+            "{}: {head}",
+            case.name
+        );
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let gzipped = head.contains("content-encoding: gzip");
+        assert_eq!(gzipped, case.gzipped, "{}: {head}", case.name);
+        let body = if gzipped { gunzip(&body) } else { body };
+        assert_eq!(echoed(&body), case.want, "{}", case.name);
+        let recorded = upstream.calls.lock().unwrap()[case.name].clone();
+        assert_eq!(
+            recorded.requests[0]["s"],
+            case.want.as_str(),
+            "{}",
+            case.name
+        );
+        assert!(
+            !recorded.metadata.contains_key("grpc-encoding"),
+            "{}",
+            case.name
+        );
+    }
+
+    // curl --compressed: asks for gzip and inflates, as a browser does.
+    let url =
+        format!("{lookup}?connect=v1&encoding=json&base64=1&compression=gzip&message={big_gzip}");
+    let (status, head, body) = curl(&["--compressed", url.as_str()]);
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert_eq!(echoed(&body), big);
+
+    // A bomb: about 1 KiB in the query that inflates to 1 MiB, past the 64 KiB limit.
+    let bomb = gzip(&vec![0u8; 1 << 20]);
+    assert!(bomb.len() < 1100, "a 1 KiB bomb: {} bytes", bomb.len());
+    let url = format!(
+        "{lookup}?encoding=proto&base64=1&compression=gzip&message={}",
+        b64.encode(&bomb)
+    );
+    let (status, head, body) = curl(&["-H", "x-case: get-bomb", url.as_str()]);
+    assert_eq!(status, 429, "{head}");
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["code"], "resource_exhausted", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("65536"),
+        "the limit is named: {error}"
+    );
+    assert!(!upstream.calls.lock().unwrap().contains_key("get-bomb"));
+
+    // Not gzip, and a compression we do not read.
+    let url = format!(
+        "{lookup}?encoding=json&base64=1&compression=gzip&message={}",
+        b64.encode(&big_json)
+    );
+    let (status, _, body) = curl(&[url.as_str()]);
+    assert_eq!(status, 400);
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["code"], "invalid_argument", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("gzip"),
+        "{error}"
+    );
+    let url = format!("{lookup}?encoding=json&base64=1&compression=br&message={big_gzip}");
+    let (status, head, body) = curl(&[url.as_str()]);
+    assert_eq!(status, 501, "{head}");
+    assert!(head.contains("accept-encoding: gzip, identity"), "{head}");
+    assert!(head.contains("vary: accept-encoding"), "{head}");
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["code"], "unimplemented", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("\"br\""),
+        "{error}"
+    );
 }
 
 /// A server stream of `google.api.HttpBody` over REST is the raw bytes of its chunks under the

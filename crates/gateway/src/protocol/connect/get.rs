@@ -4,9 +4,13 @@
 //! the message in the query instead of the body, so that browsers, CDNs and HTTP caches can
 //! keep the answer. Any other method answers 405 with `Allow: POST`, as connect-go does.
 //!
-//! The answer is Connect unary's ([`super::ConnectUnary`] renders it), with `Vary:
-//! Accept-Encoding` added because a cache may store it. Converting the message between codecs
-//! is `super`'s.
+//! `compression=gzip` says the message was gzipped before it was base64-encoded (or
+//! percent-encoded); it is inflated with the shared `call::compression`, held to
+//! `limits.max_body_bytes` while it inflates, exactly as a POST body is.
+//!
+//! The answer is Connect unary's ([`super::ConnectUnary`] renders it, gzipped from 1 KiB when
+//! the client takes gzip), with `Vary: Accept-Encoding` added because a cache may store it.
+//! Converting the message between codecs is `super`'s.
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -16,6 +20,8 @@ use tonic::Status;
 
 use super::{ConnectUnary, error, forwarded_metadata, json_for, parse_timeout, to_proto};
 use crate::BoxError;
+use crate::call::compression::{self, ACCEPTED, Encoding};
+use crate::call::frame::Side;
 use crate::call::{Call, MessageStream, Reply, StreamReply};
 use crate::detect::Codec;
 use crate::protocol::{ClientProtocol, MessageEncoder, Refused, Stage, proto_encoder, read_body};
@@ -28,11 +34,14 @@ const VERSION: &str = "v1";
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnectGet;
 
-/// What the head of a GET carries: the codec of `encoding` and the message from `message`
-/// (base64-decoded when `base64=1`), still in that codec.
+/// What the head of a GET carries: the codec of `encoding`, the message from `message`
+/// (base64-decoded when `base64=1`, still compressed and in that codec) and how the message
+/// and the answer are compressed.
 pub(crate) struct GetHead {
     codec: Codec,
     message: Bytes,
+    /// The message's `compression`; the answer's, from `Accept-Encoding`.
+    wire: crate::protocol::Wire,
 }
 
 /// The query parameters of a Connect GET, percent-decoded (bytes: the message of
@@ -117,6 +126,19 @@ fn unsupported_encoding(state: &GatewayState, encoding: &[u8]) -> Refused {
     Refused { status, response }
 }
 
+/// What a GET's answer is compressed with (when it is large enough to be worth it). A GET's
+/// `Accept-Encoding` is plain HTTP content negotiation, read by browsers, curl and caches
+/// alike, so when it is there it decides (RFC 9110 §12.5.3: a coding it does not list is not
+/// acceptable). Without it any coding is acceptable, and we follow the request's own
+/// `compression`, as connect-go does for every unary call.
+fn response_encoding(request: Encoding, headers: &HeaderMap) -> Encoding {
+    if headers.contains_key(header::ACCEPT_ENCODING) {
+        Encoding::Identity.for_response(headers, header::ACCEPT_ENCODING.as_str())
+    } else {
+        request
+    }
+}
+
 /// A GET answer may be cached; it differs by the compression the client accepts.
 fn vary(mut response: Response<tonic::body::Body>) -> Response<tonic::body::Body> {
     response
@@ -168,16 +190,23 @@ impl ClientProtocol for ConnectGet {
             Some(b"proto") => Codec::Proto,
             Some(other) => return Err(unsupported_encoding(state, other)),
         };
-        match query.compression.as_deref() {
-            None | Some(b"" | b"identity") => {}
-            // TODO(#12): gzip once the protocols share a decompressor.
-            Some(other) => {
-                return Err(refuse(Status::unimplemented(format!(
-                    "compression {:?} is not supported; send identity",
-                    lossy(other)
-                ))));
-            }
-        }
+        // Empty is identity, as connect-go reads it; names are matched as the POST headers
+        // are (any case).
+        let request = match query.compression.as_deref() {
+            None | Some(b"") => Encoding::Identity,
+            Some(name) => Encoding::parse(name).ok_or_else(|| {
+                let mut refused = refuse(Status::unimplemented(format!(
+                    "compression {:?} is not supported; supported compressions are {ACCEPTED}",
+                    lossy(name)
+                )));
+                // As a POST's refusal does, the answer names what we read.
+                refused
+                    .response
+                    .headers_mut()
+                    .insert(header::ACCEPT_ENCODING, HeaderValue::from_static(ACCEPTED));
+                refused
+            })?,
+        };
         let Some(message) = query.message else {
             return Err(refuse(Status::invalid_argument(
                 "missing message parameter",
@@ -194,6 +223,11 @@ impl ClientProtocol for ConnectGet {
         let head = GetHead {
             codec,
             message: Bytes::from(message),
+            wire: crate::protocol::Wire {
+                codec,
+                request,
+                response: response_encoding(request, &parts.headers),
+            },
         };
         Ok((call, metadata, head))
     }
@@ -223,6 +257,13 @@ impl ClientProtocol for ConnectGet {
                 head.message.len()
             )));
         }
+        // The same bounded inflater as a POST body's: a bomb in the query stops at the limit.
+        let message = compression::inflate(
+            head.wire.request,
+            head.message.clone(),
+            limit,
+            Side::Request,
+        )?;
         let in_process = state
             .handlers
             .as_ref()
@@ -230,7 +271,7 @@ impl ClientProtocol for ConnectGet {
         to_proto(
             &call.method.input(),
             head.codec,
-            head.message.clone(),
+            message,
             json_for(state, call),
             !in_process,
         )
@@ -258,13 +299,9 @@ impl ClientProtocol for ConnectGet {
         reply: Reply,
     ) -> Result<Response<tonic::body::Body>, Status> {
         let unary = ConnectUnary { codec: head.codec };
-        // GET answers go uncompressed for now (TODO(#12): `compression` and Accept-Encoding).
-        let wire = crate::protocol::Wire {
-            codec: head.codec,
-            request: crate::call::compression::Encoding::Identity,
-            response: crate::call::compression::Encoding::Identity,
-        };
-        unary.encode_response(state, call, &wire, reply).map(vary)
+        unary
+            .encode_response(state, call, &head.wire, reply)
+            .map(vary)
     }
 
     fn message_encoder(
@@ -341,9 +378,12 @@ mod tests {
         }
     }
 
+    /// What a base64 text decodes to, or the code of its refusal.
+    type Decoded = Result<&'static [u8], Code>;
+
     #[test]
     fn base64_padded_or_not() {
-        let cases: [(&[u8], Result<&[u8], Code>); 6] = [
+        let cases: [(&[u8], Decoded); 6] = [
             (b"aGk", Ok(b"hi")),
             (b"aGk=", Ok(b"hi")),
             (b"_-8", Ok(&[0xff, 0xef])),
@@ -395,10 +435,22 @@ mod tests {
             msg.map(|m| m.encode_to_vec()).unwrap_or_default()
         };
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&hi);
+        let unpadded = |data: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data);
+        let gzipped = |data: &[u8]| {
+            compression::gzip(data)
+                .map(|b| b.to_vec())
+                .unwrap_or_default()
+        };
+        let hi_gzip = unpadded(&gzipped(&hi));
+        let json_gzip = unpadded(&gzipped(br#"{"message":"hi"}"#));
+        // 8 MiB of zeros (twice the default limit) in about 8 KiB of gzip.
+        let bomb = unpadded(&gzipped(&vec![0u8; 8 << 20]));
         let b64_padded = base64::engine::general_purpose::URL_SAFE.encode(&hi);
         let json = "%7B%22message%22%3A%22hi%22%7D";
         let bad = |status: StatusCode, code: Code| Err((status, code));
-        let cases: Vec<(String, Result<Vec<u8>, (StatusCode, Code)>)> = vec![
+        // (the URI, the request message or the HTTP status and code of its refusal)
+        type Want = Result<Vec<u8>, (StatusCode, Code)>;
+        let cases: Vec<(String, Want)> = vec![
             (
                 format!("{lookup}?connect=v1&encoding=json&message={json}"),
                 Ok(hi.clone()),
@@ -440,6 +492,32 @@ mod tests {
                 format!("{lookup}?encoding=json&compression=br&message={json}"),
                 bad(StatusCode::NOT_IMPLEMENTED, Code::Unimplemented),
             ),
+            // gzip after base64, as connect-go and connect-es send it; names in any case.
+            (
+                format!("{lookup}?encoding=proto&base64=1&compression=gzip&message={hi_gzip}"),
+                Ok(hi.clone()),
+            ),
+            (
+                format!("{lookup}?encoding=json&base64=1&compression=GZIP&message={json_gzip}"),
+                Ok(hi.clone()),
+            ),
+            (
+                format!("{lookup}?encoding=json&compression=identity&message={json}"),
+                Ok(hi.clone()),
+            ),
+            (
+                format!("{lookup}?encoding=json&compression=&message={json}"),
+                Ok(hi.clone()),
+            ),
+            // Not gzip at all; a bomb stops at the limit.
+            (
+                format!("{lookup}?encoding=proto&base64=1&compression=gzip&message={b64}"),
+                bad(StatusCode::OK, Code::InvalidArgument),
+            ),
+            (
+                format!("{lookup}?encoding=proto&base64=1&compression=gzip&message={bomb}"),
+                bad(StatusCode::OK, Code::ResourceExhausted),
+            ),
             (
                 format!("{lookup}?encoding=proto&base64=1&message=%2B%2F"),
                 bad(StatusCode::BAD_REQUEST, Code::InvalidArgument),
@@ -466,6 +544,66 @@ mod tests {
             let got = decode(&uri).await.map(|b| b.to_vec());
             assert_eq!(got, want, "{uri}");
         }
+    }
+
+    #[test]
+    fn response_encoding_table() {
+        // (the request's compression, its Accept-Encoding, the answer's encoding)
+        let cases = [
+            (Encoding::Identity, None, Encoding::Identity),
+            (Encoding::Gzip, None, Encoding::Gzip),
+            (
+                Encoding::Identity,
+                Some("gzip, deflate, br"),
+                Encoding::Gzip,
+            ),
+            (Encoding::Gzip, Some("gzip"), Encoding::Gzip),
+            // Present, it decides: a coding it does not list is not acceptable.
+            (Encoding::Gzip, Some("identity"), Encoding::Identity),
+            (Encoding::Gzip, Some("gzip;q=0"), Encoding::Identity),
+            (Encoding::Identity, Some("br"), Encoding::Identity),
+        ];
+        for (request, accept, want) in cases {
+            let mut headers = HeaderMap::new();
+            if let Some(v) = accept {
+                headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(v));
+            }
+            assert_eq!(
+                response_encoding(request, &headers),
+                want,
+                "{request:?} {accept:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_compression_names_what_we_read() {
+        let state = crate::testutil::state();
+        let parts = Request::builder()
+            .method("GET")
+            .uri("/example.v1.EchoService/Lookup?encoding=json&compression=snappy&message=%7B%7D")
+            .body(())
+            .map(|r| r.into_parts().0)
+            .unwrap_or_else(|_| Request::new(()).into_parts().0);
+        let Err(refused) = ConnectGet.decode_head(&state, &parts) else {
+            panic!("snappy was accepted");
+        };
+        assert_eq!(refused.response.status(), StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(
+            refused.status.message(),
+            "compression \"snappy\" is not supported; supported compressions are gzip, identity"
+        );
+        let headers = refused.response.headers();
+        assert_eq!(
+            headers
+                .get(header::ACCEPT_ENCODING)
+                .map(HeaderValue::as_bytes),
+            Some(ACCEPTED.as_bytes())
+        );
+        assert_eq!(
+            headers.get(header::VARY).map(HeaderValue::as_bytes),
+            Some(&b"accept-encoding"[..])
+        );
     }
 
     #[tokio::test]
