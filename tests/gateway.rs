@@ -393,6 +393,8 @@ where
 struct Gateway {
     addr: SocketAddr,
     child: Child,
+    /// Its log (JSON lines, stderr) so far.
+    log: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -406,6 +408,18 @@ impl Drop for Gateway {
 impl Gateway {
     fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// The access log's entries so far (`fields` of each `switchyard::access` line).
+    fn access_log(&self) -> Vec<serde_json::Value> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|entry| entry["target"] == "switchyard::access")
+            .map(|entry| entry["fields"].clone())
+            .collect()
     }
 }
 
@@ -454,8 +468,9 @@ fn start_gateway_from(
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&log);
     std::thread::spawn(move || {
-        let mut log = Vec::new();
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
             if line.contains("listening") {
@@ -466,14 +481,15 @@ fn start_gateway_from(
                     let _ = tx.send(Ok(addr));
                 }
             }
-            log.push(line);
+            sink.lock().unwrap().push(line);
         }
-        let _ = tx.send(Err(log.join("\n")));
+        let _ = tx.send(Err(sink.lock().unwrap().join("\n")));
     });
     match rx.recv_timeout(START_DEADLINE) {
         Ok(Ok(addr)) => Gateway {
             addr,
             child,
+            log,
             _dir: dir,
         },
         Ok(Err(log)) => panic!("gateway exited before listening:\n{log}"),
@@ -1797,6 +1813,95 @@ async fn connect_get_with_gzip_both_ways() {
         error["message"].as_str().unwrap().contains("\"br\""),
         "{error}"
     );
+}
+
+/// connect-node's Connect transport with `useHttpGet: true` (tests/interop/node/connect_get.mjs)
+/// in front of the echo upstream: `Lookup` (NO_SIDE_EFFECTS) goes as GET — JSON, binary, and
+/// gzipped into the `compression` parameter — and `Echo` as POST. The script checks what it sent
+/// and got; the gateway's access log shows the HTTP method each call arrived with, so a client
+/// that fell back to POST fails here.
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_node_calls_a_method_without_side_effects_with_get() {
+    let node_dir = repo().join("tests/interop/node");
+    let installed = node_dir.join("node_modules/@connectrpc/connect-node/package.json");
+    assert!(
+        installed.exists(),
+        "{} is missing: run tests/interop/setup (it installs connect-node)",
+        installed.display()
+    );
+    let upstream = start_upstream(pool(), false).await;
+    let gateway = start_gateway(base_config(upstream.addr), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let descriptors = dir.path().join("conformance.binpb");
+    std::fs::write(&descriptors, descriptor_bytes()).unwrap();
+    let mut command = Command::new("node");
+    command
+        .arg("connect_get.mjs")
+        .current_dir(&node_dir)
+        .env("SWITCHYARD_URL", gateway.url(""))
+        .env("SWITCHYARD_DESCRIPTORS", &descriptors)
+        .env("NO_COLOR", "1");
+    let run = tokio::task::spawn_blocking(move || {
+        switchyard_tests::run_with_deadline(
+            &mut command,
+            "node tests/interop/node/connect_get.mjs (run tests/interop/setup if node is missing)",
+            Duration::from_secs(120),
+        )
+    })
+    .await
+    .unwrap();
+    let result = run
+        .result
+        .clone()
+        .unwrap_or_else(|| panic!("no JSON result: {}{}", run.stdout, run.stderr));
+    assert!(
+        run.success && result["ok"] == true,
+        "{result}\n{}\nthe gateway's access log: {:#?}",
+        run.stderr,
+        gateway.access_log()
+    );
+    let calls = result["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 3, "{result}");
+    let gzip_get = &calls[2]["requests"][0];
+    assert!(
+        gzip_get["path"]
+            .as_str()
+            .unwrap()
+            .contains("compression=gzip"),
+        "connect-node compressed its GET: {gzip_get}"
+    );
+
+    // What the gateway saw: three GETs of Lookup, three POSTs of Echo, nothing else. The access
+    // line is written when the answer is done, which may be after the client has it: poll.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        let seen: Vec<(String, String, String, String)> = gateway
+            .access_log()
+            .iter()
+            .filter(|f| f["service"] == "conformance.v1.ConformanceService")
+            .map(|f| {
+                let text = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
+                (
+                    text("method"),
+                    text("http_method"),
+                    text("protocol"),
+                    text("code"),
+                )
+            })
+            .collect();
+        if seen.len() >= 6 || std::time::Instant::now() > deadline {
+            break seen;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let count = |method: &str, http: &str| {
+        seen.iter()
+            .filter(|(m, h, p, c)| m == method && h == http && p == "connect" && c == "OK")
+            .count()
+    };
+    assert_eq!(count("Lookup", "GET"), 3, "{seen:?}");
+    assert_eq!(count("Echo", "POST"), 3, "{seen:?}");
+    assert_eq!(seen.len(), 6, "{seen:?}");
 }
 
 /// A server stream of `google.api.HttpBody` over REST is the raw bytes of its chunks under the
