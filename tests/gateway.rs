@@ -669,6 +669,53 @@ async fn h2c(
     )
 }
 
+/// What came back from one HTTP/1.1 exchange: status, headers, the whole body.
+struct Answer {
+    status: u16,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    /// A header as text (`""` if absent).
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// The body as JSON.
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// One request over HTTP/1.1 (reqwest), with a deadline; an empty `body` sends none.
+async fn http1(
+    method: reqwest::Method,
+    url: String,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Answer {
+    let mut request = reqwest::Client::new()
+        .request(method, url)
+        .timeout(Duration::from_secs(10));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if !body.is_empty() {
+        request = request.body(body);
+    }
+    let response = request.send().await.unwrap();
+    Answer {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.bytes().await.unwrap(),
+    }
+}
+
 fn everything(pool: &DescriptorPool, fields: &[(&str, Value)]) -> Vec<u8> {
     let desc = pool
         .get_message_by_name("conformance.v1.Everything")
@@ -717,14 +764,14 @@ async fn grpc_grpc_web_and_connect_streaming_reach_the_upstream() {
     assert_eq!(frames(body).len(), 3);
 
     // gRPC-Web server streaming over HTTP/1.1: three data frames, then the trailer frame.
-    let response = reqwest::Client::new()
-        .post(gateway.url("/conformance.v1.ConformanceService/ServerStream"))
-        .header("content-type", "application/grpc-web+proto")
-        .body(frame(&stream_request(&pool, 3)).to_vec())
-        .send()
-        .await
-        .unwrap();
-    let got = frames(response.bytes().await.unwrap());
+    let answer = http1(
+        reqwest::Method::POST,
+        gateway.url("/conformance.v1.ConformanceService/ServerStream"),
+        &[("content-type", "application/grpc-web+proto")],
+        frame(&stream_request(&pool, 3)).to_vec(),
+    )
+    .await;
+    let got = frames(answer.body);
     let flags: Vec<u8> = got.iter().map(|(f, _)| *f).collect();
     assert_eq!(flags, [0, 0, 0, 0x80]);
     assert!(String::from_utf8_lossy(&got[3].1).contains("grpc-status:0"));
@@ -734,29 +781,29 @@ async fn grpc_grpc_web_and_connect_streaming_reach_the_upstream() {
     for i in 1..=3 {
         body.extend_from_slice(&frame(format!("{{\"i32\":{i}}}").as_bytes()));
     }
-    let response = reqwest::Client::new()
-        .post(gateway.url("/conformance.v1.ConformanceService/ClientStream"))
-        .header("content-type", "application/connect+json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let got = frames(response.bytes().await.unwrap());
+    let answer = http1(
+        reqwest::Method::POST,
+        gateway.url("/conformance.v1.ConformanceService/ClientStream"),
+        &[("content-type", "application/connect+json")],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let got = frames(answer.body);
     assert_eq!(got.len(), 2);
     assert_eq!(&got[0].1[..], br#"{"nums":[1,2,3]}"#);
     assert_eq!(got[1].0, 2);
 
     // Connect unary, JSON, against the upstream's method.
-    let response = reqwest::Client::new()
-        .post(gateway.url("/conformance.v1.ConformanceService/Echo"))
-        .header("content-type", "application/json")
-        .body(r#"{"s":"c","i64":"7"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    assert_eq!(response.text().await.unwrap(), r#"{"s":"c","i64":"7"}"#);
+    let answer = http1(
+        reqwest::Method::POST,
+        gateway.url("/conformance.v1.ConformanceService/Echo"),
+        &[("content-type", "application/json")],
+        br#"{"s":"c","i64":"7"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, r#"{"s":"c","i64":"7"}"#);
 }
 
 /// Codecs and gzip in front of an upstream that knows neither: JSON frames and compressed
@@ -801,56 +848,58 @@ async fn json_codecs_and_gzip_through_the_gateway() {
     assert_eq!(recorded.requests[0]["s"], big.as_str(), "protobuf upstream");
     assert!(!recorded.metadata.contains_key("grpc-encoding"));
 
-    // Connect unary, gzip both ways, the upstream answering compressed.
-    let response = reqwest::Client::new()
-        .post(gateway.url("/conformance.v1.ConformanceService/Echo"))
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .header("accept-encoding", "gzip")
-        .header("x-compress", "gzip")
-        .body(gzip(&json_request))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    assert_eq!(response.headers()["content-encoding"], "gzip");
-    assert_eq!(echoed(&gunzip(&response.bytes().await.unwrap())), big);
-
     // gRPC-Web text +json, the upstream answering compressed, the client taking identity.
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let response = reqwest::Client::new()
-        .post(gateway.url("/conformance.v1.ConformanceService/Echo"))
-        .header("content-type", "application/grpc-web-text+json")
-        .header("x-compress", "gzip")
-        .body(b64.encode(frame(&json_request)))
-        .send()
-        .await
-        .unwrap();
+    let answer = http1(
+        reqwest::Method::POST,
+        gateway.url("/conformance.v1.ConformanceService/Echo"),
+        &[
+            ("content-type", "application/grpc-web-text+json"),
+            ("x-compress", "gzip"),
+        ],
+        b64.encode(frame(&json_request)).into_bytes(),
+    )
+    .await;
     assert_eq!(
-        response.headers()["content-type"],
+        answer.header("content-type"),
         "application/grpc-web-text+json"
     );
-    let got = frames(Bytes::from(
-        b64.decode(response.bytes().await.unwrap()).unwrap(),
-    ));
+    let got = frames(Bytes::from(b64.decode(&answer.body).unwrap()));
     assert_eq!(got[0].0, 0, "uncompressed for a client that did not ask");
     assert_eq!(echoed(&got[0].1), big);
     assert!(String::from_utf8_lossy(&got[1].1).contains("grpc-status:0"));
 
-    // REST: a gzipped body, a gzipped answer.
-    let response = reqwest::Client::new()
-        .post(gateway.url("/v1/echo"))
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .header("accept-encoding", "gzip")
-        .body(gzip(&json_request))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    assert_eq!(response.headers()["content-encoding"], "gzip");
-    assert_eq!(echoed(&gunzip(&response.bytes().await.unwrap())), big);
+    // A gzipped body, a gzipped answer: Connect unary (the upstream answering compressed,
+    // inflated here and compressed again) and REST.
+    let cases = [
+        (
+            "Connect",
+            "/conformance.v1.ConformanceService/Echo",
+            Some("gzip"),
+        ),
+        ("REST", "/v1/echo", None),
+    ];
+    for (name, path, upstream_compresses) in cases {
+        let mut headers = vec![
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+            ("accept-encoding", "gzip"),
+        ];
+        if let Some(encoding) = upstream_compresses {
+            headers.push(("x-compress", encoding));
+        }
+        let answer = http1(
+            reqwest::Method::POST,
+            gateway.url(path),
+            &headers,
+            gzip(&json_request),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{name}");
+        assert_eq!(answer.header("content-encoding"), "gzip", "{name}");
+        assert_eq!(echoed(&gunzip(&answer.body)), big, "{name}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -861,21 +910,38 @@ async fn upstream_down_is_unavailable_in_every_protocol() {
         .local_addr()
         .unwrap();
     let gateway = start_gateway(base_config(port), &[]);
-    let client = reqwest::Client::new();
-    let rest = client.get(gateway.url("/v1/echo/x")).send().await.unwrap();
-    assert_eq!(rest.status().as_u16(), 503);
-    let body: serde_json::Value = rest.json().await.unwrap();
-    assert_eq!(body["code"], 14);
-    let connect = client
-        .post(gateway.url("/conformance.v1.ConformanceService/Echo"))
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(connect.status().as_u16(), 503);
-    let body: serde_json::Value = connect.json().await.unwrap();
-    assert_eq!(body["code"], "unavailable");
+    // (protocol, method, path, headers, body, the error JSON's code); 503 for each.
+    type Case<'a> = (
+        &'a str,
+        reqwest::Method,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        &'a str,
+        serde_json::Value,
+    );
+    let cases: [Case; 2] = [
+        (
+            "REST",
+            reqwest::Method::GET,
+            "/v1/echo/x",
+            &[],
+            "",
+            json!(14),
+        ),
+        (
+            "Connect",
+            reqwest::Method::POST,
+            "/conformance.v1.ConformanceService/Echo",
+            &[("content-type", "application/json")],
+            "{}",
+            json!("unavailable"),
+        ),
+    ];
+    for (name, method, path, headers, body, code) in cases {
+        let answer = http1(method, gateway.url(path), headers, body.into()).await;
+        assert_eq!(answer.status, 503, "{name}");
+        assert_eq!(answer.json()["code"], code, "{name}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

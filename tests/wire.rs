@@ -157,15 +157,6 @@ fn bomb(len: usize) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-/// A payload inflated if its flag says it is compressed.
-fn payload(flag: u8, data: &[u8]) -> Vec<u8> {
-    if flag & 1 == 1 {
-        gunzip(data)
-    } else {
-        data.to_vec()
-    }
-}
-
 /// Adds `count` users with long names over REST, so that a ListUsers answer is several KiB.
 async fn add_users(server: &Server, prefix: &str, count: usize) -> Vec<String> {
     let client = reqwest::Client::new();
@@ -286,21 +277,17 @@ async fn grpc_web_json_binary_and_text() {
 #[tokio::test]
 async fn unknown_codecs_are_refused_naming_what_we_take() {
     let server = Server::start();
-    let grpc = h2c(
-        &server,
+    RefusedCase::new(
+        "gRPC",
+        Transport::H2c,
         GET_MY_ORG,
         &[("content-type", "application/grpc+cbor")],
         frame(0, b""),
+        Refusal::Grpc("12"),
     )
+    .message("cbor")
+    .run(&server)
     .await;
-    assert_eq!(grpc.grpc_status(), Some("12"), "{:?}", grpc.headers);
-    assert!(
-        grpc.header("grpc-message")
-            .unwrap_or_default()
-            .contains("cbor"),
-        "{:?}",
-        grpc.headers
-    );
 
     // Connect: 415 with Accept-Post, as connect-go answers.
     for content_type in ["application/cbor", "application/connect+cbor"] {
@@ -393,84 +380,222 @@ async fn grpc_gzip_both_ways() {
     assert!(trailer_lines(&all).contains("grpc-status:0"), "{all:?}");
 }
 
+/// Which connection a request goes over.
+#[derive(Clone, Copy)]
+enum Transport {
+    /// h2c with prior knowledge, as gRPC clients send it ([`h2c`]).
+    H2c,
+    /// HTTP/1.1 ([`http1`]).
+    Http1,
+}
+
+/// One POST to `server`, over `transport`.
+async fn send(
+    server: &Server,
+    transport: Transport,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Answer {
+    match transport {
+        Transport::H2c => h2c(server, path, headers, body).await,
+        Transport::Http1 => http1(server, path, headers, body.to_vec()).await,
+    }
+}
+
+/// How each protocol shows a refused call, with the code expected there.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    /// gRPC: `grpc-status` in the trailers or a trailers-only head.
+    Grpc(&'static str),
+    /// gRPC-Web: `grpc-status` in the trailer frame.
+    GrpcWeb(&'static str),
+    /// Connect unary: the HTTP status and the error JSON's `code`.
+    Connect(u16, &'static str),
+    /// Connect streaming: HTTP 200, the code in the end-of-stream envelope (flag 2).
+    ConnectStream(&'static str),
+    /// REST: the HTTP status and the `google.rpc.Status` JSON's numeric `code`.
+    Rest(u16, i64),
+}
+
+impl Refusal {
+    /// Asserts that `answer` is this refusal; `what` names the case.
+    fn check(self, answer: &Answer, what: &str) {
+        match self {
+            Self::Grpc(code) => {
+                assert_eq!(
+                    answer.grpc_status(),
+                    Some(code),
+                    "{what}: {:?}",
+                    answer.headers
+                );
+            }
+            Self::GrpcWeb(code) => {
+                let trailers = trailer_lines(&frames(answer.body.clone()));
+                assert!(
+                    trailers.contains(&format!("grpc-status:{code}")),
+                    "{what}: {trailers}"
+                );
+            }
+            Self::Connect(status, code) => {
+                assert_eq!(answer.status, status, "{what}");
+                assert_eq!(json_body(&answer.body)["code"], code, "{what}");
+            }
+            Self::ConnectStream(code) => {
+                assert_eq!(answer.status, 200, "{what}");
+                let end = frames(answer.body.clone());
+                assert_eq!(end[0].0, 2, "{what}: the end-of-stream envelope");
+                assert_eq!(json_body(&end[0].1)["error"]["code"], code, "{what}");
+            }
+            Self::Rest(status, code) => {
+                assert_eq!(answer.status, status, "{what}");
+                assert_eq!(json_body(&answer.body)["code"], code, "{what}");
+            }
+        }
+    }
+}
+
+/// A request one protocol refuses, and how.
+struct RefusedCase {
+    name: &'static str,
+    transport: Transport,
+    path: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    body: Bytes,
+    refusal: Refusal,
+    /// A header of the answer and its value (`""`: none checked).
+    header: (&'static str, &'static str),
+    /// Words the status message (`grpc-message`) must contain (`""`: none checked).
+    message: &'static str,
+}
+
+impl RefusedCase {
+    /// A case that checks only the refusal.
+    fn new(
+        name: &'static str,
+        transport: Transport,
+        path: &'static str,
+        headers: &'static [(&'static str, &'static str)],
+        body: Bytes,
+        refusal: Refusal,
+    ) -> Self {
+        Self {
+            name,
+            transport,
+            path,
+            headers,
+            body,
+            refusal,
+            header: ("", ""),
+            message: "",
+        }
+    }
+
+    /// Also checks that the answer's header `name` is `value`.
+    fn header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.header = (name, value);
+        self
+    }
+
+    /// Also checks that the status message contains `words`.
+    fn message(mut self, words: &'static str) -> Self {
+        self.message = words;
+        self
+    }
+
+    async fn run(&self, server: &Server) {
+        let answer = send(
+            server,
+            self.transport,
+            self.path,
+            self.headers,
+            self.body.clone(),
+        )
+        .await;
+        self.refusal.check(&answer, self.name);
+        let (name, want) = self.header;
+        if !name.is_empty() {
+            assert_eq!(answer.header(name), Some(want), "{}", self.name);
+        }
+        if !self.message.is_empty() {
+            let message = answer.header("grpc-message").unwrap_or_default();
+            assert!(message.contains(self.message), "{}: {message}", self.name);
+        }
+    }
+}
+
 #[tokio::test]
 async fn unsupported_encodings_name_what_we_take() {
     let server = Server::start();
-    let grpc = h2c(
-        &server,
-        GET_MY_ORG,
-        &[
-            ("content-type", "application/grpc"),
-            ("grpc-encoding", "br"),
-        ],
-        frame(1, b"xx"),
-    )
-    .await;
-    assert_eq!(grpc.grpc_status(), Some("12"), "{:?}", grpc.headers);
-    assert_eq!(grpc.header("grpc-accept-encoding"), Some("gzip, identity"));
-
-    let web = http1(
-        &server,
-        GET_MY_ORG,
-        &[
-            ("content-type", "application/grpc-web+proto"),
-            ("grpc-encoding", "br"),
-        ],
-        frame(1, b"xx").to_vec(),
-    )
-    .await;
-    assert!(trailer_lines(&frames(web.body.clone())).contains("grpc-status:12"));
-    assert_eq!(web.header("grpc-accept-encoding"), Some("gzip, identity"));
-
-    // Connect unary: unimplemented (HTTP 501), what we take in Accept-Encoding.
-    let connect = http1(
-        &server,
-        GET_MY_ORG,
-        &[
-            ("content-type", "application/json"),
-            ("content-encoding", "br"),
-        ],
-        b"xx".to_vec(),
-    )
-    .await;
-    assert_eq!(connect.status, 501);
-    assert_eq!(json_body(&connect.body)["code"], "unimplemented");
-    assert_eq!(connect.header("accept-encoding"), Some("gzip, identity"));
-
-    // Connect streaming: the error in the end-of-stream envelope, HTTP 200.
-    let stream = http1(
-        &server,
-        GET_MY_ORG,
-        &[
-            ("content-type", "application/connect+json"),
-            ("connect-content-encoding", "br"),
-        ],
-        frame(1, b"xx").to_vec(),
-    )
-    .await;
-    assert_eq!(stream.status, 200);
-    let end = frames(stream.body.clone());
-    assert_eq!(end[0].0, 2);
-    assert_eq!(json_body(&end[0].1)["error"]["code"], "unimplemented");
-    assert_eq!(
-        stream.header("connect-accept-encoding"),
-        Some("gzip, identity")
-    );
-
-    // REST: 415 with Accept-Encoding (RFC 7694).
-    let rest = http1(
-        &server,
-        "/management/v1/users/_search",
-        &[
-            ("content-type", "application/json"),
-            ("content-encoding", "br"),
-        ],
-        b"{}".to_vec(),
-    )
-    .await;
-    assert_eq!(rest.status, 415);
-    assert_eq!(rest.header("accept-encoding"), Some("gzip, identity"));
-    assert_eq!(json_body(&rest.body)["code"], 12);
+    let we_take = "gzip, identity";
+    let cases = [
+        RefusedCase::new(
+            "gRPC",
+            Transport::H2c,
+            GET_MY_ORG,
+            &[
+                ("content-type", "application/grpc"),
+                ("grpc-encoding", "br"),
+            ],
+            frame(1, b"xx"),
+            Refusal::Grpc("12"),
+        )
+        .header("grpc-accept-encoding", we_take),
+        RefusedCase::new(
+            "gRPC-Web",
+            Transport::Http1,
+            GET_MY_ORG,
+            &[
+                ("content-type", "application/grpc-web+proto"),
+                ("grpc-encoding", "br"),
+            ],
+            frame(1, b"xx"),
+            Refusal::GrpcWeb("12"),
+        )
+        .header("grpc-accept-encoding", we_take),
+        // Connect unary: unimplemented (HTTP 501), what we take in Accept-Encoding.
+        RefusedCase::new(
+            "Connect unary",
+            Transport::Http1,
+            GET_MY_ORG,
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "br"),
+            ],
+            Bytes::from_static(b"xx"),
+            Refusal::Connect(501, "unimplemented"),
+        )
+        .header("accept-encoding", we_take),
+        // Connect streaming: the error in the end-of-stream envelope, HTTP 200.
+        RefusedCase::new(
+            "Connect streaming",
+            Transport::Http1,
+            GET_MY_ORG,
+            &[
+                ("content-type", "application/connect+json"),
+                ("connect-content-encoding", "br"),
+            ],
+            frame(1, b"xx"),
+            Refusal::ConnectStream("unimplemented"),
+        )
+        .header("connect-accept-encoding", we_take),
+        // REST: 415 with Accept-Encoding (RFC 7694).
+        RefusedCase::new(
+            "REST",
+            Transport::Http1,
+            "/management/v1/users/_search",
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "br"),
+            ],
+            Bytes::from_static(b"{}"),
+            Refusal::Rest(415, 12),
+        )
+        .header("accept-encoding", we_take),
+    ];
+    for case in &cases {
+        case.run(&server).await;
+    }
 }
 
 #[tokio::test]
@@ -662,70 +787,67 @@ async fn gzip_bombs_are_refused_while_they_inflate() {
     let small = bomb(1 << 20);
     assert!(small.len() <= 1100, "a 1 KiB bomb: {} bytes", small.len());
 
-    let grpc = h2c(
-        &server,
-        LIST_USERS,
-        &[
-            ("content-type", "application/grpc"),
-            ("grpc-encoding", "gzip"),
-        ],
-        frame(1, &small),
-    )
-    .await;
-    assert_eq!(grpc.grpc_status(), Some("8"), "{:?}", grpc.headers);
-    let message = grpc.header("grpc-message").unwrap_or_default().to_owned();
-    assert!(message.contains("262144"), "{message}");
-
-    let web = http1(
-        &server,
-        LIST_USERS,
-        &[
-            ("content-type", "application/grpc-web+proto"),
-            ("grpc-encoding", "gzip"),
-        ],
-        frame(1, &small).to_vec(),
-    )
-    .await;
-    assert!(trailer_lines(&frames(web.body.clone())).contains("grpc-status:8"));
-
-    let connect = http1(
-        &server,
-        LIST_USERS,
-        &[
-            ("content-type", "application/proto"),
-            ("content-encoding", "gzip"),
-        ],
-        small.clone(),
-    )
-    .await;
-    assert_eq!(connect.status, 429);
-    assert_eq!(json_body(&connect.body)["code"], "resource_exhausted");
-
-    let stream = http1(
-        &server,
-        LIST_USERS,
-        &[
-            ("content-type", "application/connect+proto"),
-            ("connect-content-encoding", "gzip"),
-        ],
-        frame(1, &small).to_vec(),
-    )
-    .await;
-    let end = frames(stream.body.clone());
-    assert_eq!(json_body(&end[0].1)["error"]["code"], "resource_exhausted");
-
-    let rest = http1(
-        &server,
-        "/management/v1/users/_search",
-        &[
-            ("content-type", "application/json"),
-            ("content-encoding", "gzip"),
-        ],
-        small.clone(),
-    )
-    .await;
-    assert_eq!(rest.status, 413);
-    assert_eq!(json_body(&rest.body)["code"], 8);
+    let cases = [
+        RefusedCase::new(
+            "gRPC",
+            Transport::H2c,
+            LIST_USERS,
+            &[
+                ("content-type", "application/grpc"),
+                ("grpc-encoding", "gzip"),
+            ],
+            frame(1, &small),
+            Refusal::Grpc("8"),
+        )
+        .message("262144"),
+        RefusedCase::new(
+            "gRPC-Web",
+            Transport::Http1,
+            LIST_USERS,
+            &[
+                ("content-type", "application/grpc-web+proto"),
+                ("grpc-encoding", "gzip"),
+            ],
+            frame(1, &small),
+            Refusal::GrpcWeb("8"),
+        ),
+        RefusedCase::new(
+            "Connect unary",
+            Transport::Http1,
+            LIST_USERS,
+            &[
+                ("content-type", "application/proto"),
+                ("content-encoding", "gzip"),
+            ],
+            Bytes::from(small.clone()),
+            Refusal::Connect(429, "resource_exhausted"),
+        ),
+        RefusedCase::new(
+            "Connect streaming",
+            Transport::Http1,
+            LIST_USERS,
+            &[
+                ("content-type", "application/connect+proto"),
+                ("connect-content-encoding", "gzip"),
+            ],
+            frame(1, &small),
+            Refusal::ConnectStream("resource_exhausted"),
+        ),
+        RefusedCase::new(
+            "REST",
+            Transport::Http1,
+            "/management/v1/users/_search",
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+            Bytes::from(small.clone()),
+            Refusal::Rest(413, 8),
+        ),
+    ];
+    for case in &cases {
+        case.run(&server).await;
+    }
 
     // Memory: eight 96 MiB bombs at once (each about 96 KiB on the wire, under the body limit),
     // over REST and gRPC. Inflated whole they would take 768 MiB; held to the limit while they

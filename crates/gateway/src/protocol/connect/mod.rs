@@ -300,12 +300,14 @@ mod tests {
     async fn decode_rejections() {
         let echo = "/example.v1.EchoService/Echo";
         let body: &'static [u8] = b"{\"message\":\"hi\",\"unknown_field\":1}";
-        let cases: [(
+        // (the path, its headers, the body, the outcome)
+        type Case = (
             &'static str,
-            &[(&'static str, &'static str)],
+            &'static [(&'static str, &'static str)],
             &'static [u8],
             Result<(), Code>,
-        ); 6] = [
+        );
+        let cases: [Case; 6] = [
             (echo, &[], body, Ok(())),
             (echo, &[(PROTOCOL_VERSION, "1")], body, Ok(())),
             (
