@@ -7,6 +7,8 @@
 #                                              # grpc, grpc-web, connect-json, connect-proto, rest-h2)
 #   bench/callgrind.sh gateway                 # `switchyard gateway` (under callgrind) in front of
 #                                              # the raw tonic ceiling (not), PROTOCOL as above
+#   bench/callgrind.sh ceiling-tonic|ceiling-hyper   # the raw ceilings themselves (PROTOCOL=grpc
+#                                              # for tonic's; hyper's takes rest-h1 or rest-h2)
 #
 # The server runs under valgrind with instrumentation off while it starts and the user pool is
 # made, on for REQUESTS_SECONDS of wrk load only; the count covers every thread of the process.
@@ -31,7 +33,10 @@ trap cleanup EXIT
 PROTOCOL=${PROTOCOL:-rest-h1}
 UPSTREAM_PID=""
 mkdir -p "$WORK/data"
-if [[ $STORE == gateway ]]; then
+if [[ $STORE == ceiling-* ]]; then
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out" \
+        "$(dirname "$LOADGEN")/$STORE" "$ADDR" 2>"$WORK/valgrind.log" &
+elif [[ $STORE == gateway ]]; then
     UPSTREAM=127.0.0.1:$((PORT + 1))
     "$(dirname "$LOADGEN")/ceiling-tonic" "$UPSTREAM" &
     UPSTREAM_PID=$!
@@ -52,7 +57,7 @@ for _ in $(seq 1 600); do
     kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/valgrind.log" >&2; exit 1; }
     sleep 0.1
 done
-if [[ $STORE == gateway ]]; then
+if [[ $STORE == gateway || $STORE == ceiling-* ]]; then
     # The ceiling ignores the token and the ids.
     echo "ceiling-token" >"$WORK/data/admin.pat"
     seq 1 "$((2 * POOL))" | sed 's/^/31000000000000/' >"$WORK/ids"

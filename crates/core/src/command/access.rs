@@ -262,11 +262,15 @@ impl Core {
                     "Personal Access Token not found",
                 )));
             }
-            self.keep_an_owner(Loss::Token {
-                user_id: &user.id,
-                token_id,
-            })
-            .await?;
+            let guard = self
+                .keep_an_owner(
+                    Loss::Token {
+                        user_id: &user.id,
+                        token_id,
+                    },
+                    &caller.user_id,
+                )
+                .await?;
             let now = now_us();
             let (event, details) = next_user_event(
                 &mut user,
@@ -276,7 +280,7 @@ impl Core {
                 now,
             );
             self.commit(Commit {
-                events: vec![event],
+                events: std::iter::once(event).chain(guard).collect(),
                 writes: vec![
                     ProjectionWrite::User(user),
                     ProjectionWrite::RemoveToken {

@@ -7,9 +7,13 @@
 //! An owner *can sign in* when it is active and is either a human (password or external
 //! identity provider) or a machine with a personal access token that has not expired.
 //!
-//! The check reads the projections before the command commits: two concurrent commands on two
-//! different owners can each see the other still standing. Owners are changed rarely and by
-//! hand; closing that race would need the instance aggregate in every such commit.
+//! The check reads the projections before the command commits, so two concurrent commands on
+//! two different owners could each see the other still standing and both commit. To rule that
+//! out, a command that takes something from an owner also appends an `instance.owners.checked`
+//! event at the instance aggregate's next sequence, read *before* the owners were checked: of
+//! two such commands racing, the second one's append conflicts (`VersionConflict`), the retry
+//! loop decides it again, and this time it sees the first one's change. Commands on users who
+//! are not owners take no part in it and do not serialize on the instance.
 
 use serde_json::json;
 
@@ -36,6 +40,9 @@ pub struct RecoveredOwner {
 
 /// The role that administers the instance.
 const IAM_OWNER: &str = "IAM_OWNER";
+
+/// The id of the instance aggregate (one instance per store).
+const INSTANCE: &str = "instance";
 
 /// What a command is about to take away.
 #[derive(Debug, Clone, Copy)]
@@ -191,8 +198,14 @@ impl Core {
         })
     }
 
-    /// Refuses `loss` when it would take the instance's last owner that can sign in.
-    pub(super) async fn keep_an_owner(&self, loss: Loss<'_>) -> Result<(), Attempt> {
+    /// Refuses `loss` when it would take the instance's last owner that can sign in. When the
+    /// loss concerns an owner and is allowed, returns the `instance.owners.checked` event the
+    /// command must commit with its own (see the module documentation); `by` is the caller.
+    pub(super) async fn keep_an_owner(
+        &self,
+        loss: Loss<'_>,
+        by: &str,
+    ) -> Result<Option<NewEvent>, Attempt> {
         let owners: Vec<String> = self
             .store
             .members(&MemberScope::Instance)
@@ -202,16 +215,30 @@ impl Core {
             .map(|m| m.user_id)
             .collect();
         if !owners.iter().any(|id| id == loss.user_id()) {
-            return Ok(());
+            return Ok(None);
         }
+        // Read before the owners' states: a command that changes one of them after this read
+        // appends at the same sequence, and one of the two commits conflicts.
+        let instance = self.store.events(INSTANCE).await?;
+        let last = instance.iter().max_by_key(|e| e.sequence);
         let now = now_us();
+        let guard = NewEvent {
+            aggregate_type: AggregateType::Instance,
+            aggregate_id: INSTANCE.to_owned(),
+            sequence: last.map_or(0, |e| e.sequence) + 1,
+            event_type: EventType::InstanceOwnersChecked,
+            payload: json!({ "userId": loss.user_id() }),
+            resource_owner: last.map(|e| e.resource_owner.clone()).unwrap_or_default(),
+            creator: by.to_owned(),
+            created_us: now,
+        };
         let mut affected_could = false;
         for owner in &owners {
             let before = self.can_sign_in(owner, None, now).await?;
             if owner != loss.user_id() {
                 if before {
                     // Another owner remains: the change is safe.
-                    return Ok(());
+                    return Ok(Some(guard));
                 }
                 continue;
             }
@@ -223,7 +250,7 @@ impl Core {
                 }
             };
             if after {
-                return Ok(());
+                return Ok(Some(guard));
             }
         }
         // Only a loss that takes the last usable owner away is refused; one that changes
@@ -231,7 +258,7 @@ impl Core {
         if affected_could {
             return Err(Attempt::Rejected(last_owner()));
         }
-        Ok(())
+        Ok(Some(guard))
     }
 
     /// Whether `user_id` is active and has a way to sign in, not counting token `without`.

@@ -408,6 +408,82 @@ async fn an_owner_may_go_while_another_can_sign_in() {
     );
 }
 
+/// Two owners, each deactivated at the same moment, round after round: without the instance
+/// aggregate in each commit both checks can pass (each sees the other standing) and the
+/// instance is left without an owner; with it exactly one of the two goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_owner_losses_never_both_pass() {
+    use crate::domain::org::{MemberScope, Membership};
+    use crate::store::{Commit, ProjectionWrite};
+    let f = fixture().await;
+    let ctx = f
+        .core
+        .org_context(&f.admin, None, Permission::UserWrite)
+        .await
+        .expect("ctx");
+    let (alice, _) = f
+        .core
+        .add_human(&f.admin, alice(&ctx.org.id, Some("Secret123!")))
+        .await
+        .expect("add");
+    f.core
+        .store()
+        .commit(Commit {
+            events: vec![],
+            writes: vec![ProjectionWrite::Member(Membership {
+                scope: MemberScope::Instance,
+                user_id: alice.id.clone(),
+                roles: vec!["IAM_OWNER".to_owned()],
+            })],
+        })
+        .await
+        .expect("make alice an owner");
+    let owners = [f.admin.user_id.clone(), alice.id.clone()];
+    for round in 0..40 {
+        let tasks: Vec<_> = owners
+            .iter()
+            .map(|id| {
+                let (core, admin, id) = (f.core.clone(), f.admin.clone(), id.clone());
+                tokio::spawn(async move {
+                    core.lifecycle(&admin, UserScope::V2, LifecycleCommand::Deactivate, &id)
+                        .await
+                })
+            })
+            .collect();
+        let mut gone = Vec::new();
+        for (task, id) in tasks.into_iter().zip(&owners) {
+            match task.await.expect("join") {
+                Ok(_) => gone.push(id.clone()),
+                Err(e) => assert_eq!(e.id, "COMMAND-sy0wnr", "round {round}: {e:?}"),
+            }
+        }
+        assert_eq!(
+            gone.len(),
+            1,
+            "round {round}: exactly one owner may go, {gone:?} went"
+        );
+        f.core
+            .lifecycle(
+                &f.admin,
+                UserScope::V2,
+                LifecycleCommand::Reactivate,
+                &gone[0],
+            )
+            .await
+            .expect("reactivating is never refused");
+    }
+    let checked = f
+        .core
+        .store()
+        .events("instance")
+        .await
+        .expect("instance events")
+        .iter()
+        .filter(|e| e.event_type == "instance.owners.checked")
+        .count();
+    assert_eq!(checked, 40, "one claim on the instance per owner that went");
+}
+
 #[test]
 fn store_failures_say_whether_to_retry_or_free_space() {
     let cases = [

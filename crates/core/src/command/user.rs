@@ -248,12 +248,15 @@ impl Core {
                     return Err(Attempt::Rejected(v2_permission_denied()));
                 }
             }
-            if matches!(
+            let guard = if matches!(
                 command,
                 LifecycleCommand::Deactivate | LifecycleCommand::Lock | LifecycleCommand::Remove
             ) {
-                self.keep_an_owner(Loss::User(&user.id)).await?;
-            }
+                self.keep_an_owner(Loss::User(&user.id), &caller.user_id)
+                    .await?
+            } else {
+                None
+            };
             let now = now_us();
             if let Some(state) = event_type.user_state_after() {
                 user.state = state;
@@ -268,7 +271,7 @@ impl Core {
                 changed_us: user.changed_us,
             };
             self.commit(Commit {
-                events: vec![event],
+                events: std::iter::once(event).chain(guard).collect(),
                 writes: vec![write],
             })
             .await?;

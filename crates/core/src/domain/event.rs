@@ -38,6 +38,11 @@ pub enum EventType {
     OrgMemberRemoved,
     /// `instance.member.added`.
     InstanceMemberAdded,
+    /// `instance.owners.checked` (ours): a command that takes something from an IAM owner
+    /// claimed the instance aggregate's next sequence after checking that another owner can
+    /// still sign in, so that two such commands cannot both pass the check (the last-owner
+    /// rule, `command::last_owner`). No projection follows from it.
+    InstanceOwnersChecked,
     /// `user.human.added`.
     HumanAdded,
     /// `user.machine.added`.
@@ -67,6 +72,7 @@ impl EventType {
             Self::OrgMemberChanged => "org.member.changed",
             Self::OrgMemberRemoved => "org.member.removed",
             Self::InstanceMemberAdded => "instance.member.added",
+            Self::InstanceOwnersChecked => "instance.owners.checked",
             Self::HumanAdded => "user.human.added",
             Self::MachineAdded => "user.machine.added",
             Self::UserDeactivated => "user.deactivated",
@@ -80,12 +86,13 @@ impl EventType {
     }
 
     /// Every event type.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::OrgAdded,
         Self::OrgMemberAdded,
         Self::OrgMemberChanged,
         Self::OrgMemberRemoved,
         Self::InstanceMemberAdded,
+        Self::InstanceOwnersChecked,
         Self::HumanAdded,
         Self::MachineAdded,
         Self::UserDeactivated,
