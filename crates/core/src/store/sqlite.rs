@@ -4,7 +4,8 @@
 //! rusqlite is synchronous: every call runs on tokio's blocking pool. One writer connection
 //! serialises commits (SQLite allows one writer anyway); a few reader connections serve reads
 //! concurrently with it, which WAL permits. With group commit (the default) one writer thread
-//! commits everything waiting in one fsync'd transaction ([`group_commit`]).
+//! commits everything waiting in one fsync'd transaction ([`group_commit`]), and keeps the
+//! write model of what it committed ([`cache`]): a command's point reads need no SQL.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -114,6 +115,8 @@ impl Default for SqliteOptions {
 struct Inner {
     writer: Arc<Mutex<Connection>>,
     committer: Option<group_commit::Committer>,
+    /// Kept by the writer thread, so only with group commit (see [`cache`]).
+    cache: Option<Arc<cache::Cache>>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
@@ -139,15 +142,19 @@ impl SqliteStore {
             .map(|_| open_connection(path).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
         let writer = Arc::new(Mutex::new(writer));
-        let committer = if options.group_commit {
-            Some(group_commit::Committer::start(Arc::clone(&writer))?)
+        let (committer, cache) = if options.group_commit {
+            let cache = Arc::new(cache::Cache::new());
+            let committer =
+                group_commit::Committer::start(Arc::clone(&writer), Arc::clone(&cache))?;
+            (Some(committer), Some(cache))
         } else {
-            None
+            (None, None)
         };
         Ok(Self {
             inner: Arc::new(Inner {
                 writer,
                 committer,
+                cache,
                 readers,
                 next_reader: AtomicUsize::new(0),
             }),
@@ -490,6 +497,56 @@ const TOKENS_OF_USER: &str = concat!(
     " FROM tokens WHERE user_id = ?1 ORDER BY created_us, id"
 );
 
+fn read_user(conn: &Connection, id: &str) -> Result<Option<User>, StoreError> {
+    conn.prepare_cached(USER_BY_ID)
+        .and_then(|mut stmt| stmt.query_row([id], user_from_row).optional())
+        .map_err(backend)?
+        .transpose()
+}
+
+fn read_org(conn: &Connection, id: &str) -> Result<Option<Org>, StoreError> {
+    conn.prepare_cached(
+        "SELECT id, name, primary_domain, sequence, created_us, changed_us FROM orgs WHERE id = ?1",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_row([id], |row| {
+            Ok(Org {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                primary_domain: row.get(2)?,
+                sequence: row.get::<_, i64>(3)? as u64,
+                created_us: row.get(4)?,
+                changed_us: row.get(5)?,
+            })
+        })
+        .optional()
+    })
+    .map_err(backend)
+}
+
+fn read_members(conn: &Connection, scope: &MemberScope) -> Result<Vec<Membership>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT user_id, roles FROM members WHERE scope = ?1 ORDER BY user_id")
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([scope_key(scope)], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (user_id, roles) = row.map_err(backend)?;
+        let roles: Vec<String> = serde_json::from_str(&roles)
+            .map_err(|e| StoreError::backend(format!("decode roles: {e}")))?;
+        out.push(Membership {
+            scope: scope.clone(),
+            user_id,
+            roles,
+        });
+    }
+    Ok(out)
+}
+
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
@@ -508,14 +565,20 @@ impl EventStore for SqliteStore {
     }
 
     async fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
-        let id = id.to_owned();
-        self.point_read(move |conn| {
-            conn.prepare_cached(USER_BY_ID)
-                .and_then(|mut stmt| stmt.query_row([id], user_from_row).optional())
-                .map_err(backend)?
-                .transpose()
-        })
-        .await
+        match &self.inner.cache {
+            Some(cache) => {
+                if let Some(user) = cache.user(id) {
+                    return Ok(Some(user));
+                }
+                let (cache, id) = (Arc::clone(cache), id.to_owned());
+                self.point_read(move |conn| cache.load_user(&id, || read_user(conn, &id)))
+                    .await
+            }
+            None => {
+                let id = id.to_owned();
+                self.point_read(move |conn| read_user(conn, &id)).await
+            }
+        }
     }
 
     async fn list_users(&self, query: &UserQuery) -> Result<UserPage, StoreError> {
@@ -524,27 +587,20 @@ impl EventStore for SqliteStore {
     }
 
     async fn org(&self, id: &str) -> Result<Option<Org>, StoreError> {
-        let id = id.to_owned();
-        self.point_read(move |conn| {
-            conn.prepare_cached(
-                "SELECT id, name, primary_domain, sequence, created_us, changed_us FROM orgs WHERE id = ?1",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_row([id], |row| {
-                    Ok(Org {
-                        id: row.get(0)?,
-                        name: row.get(1)?,
-                        primary_domain: row.get(2)?,
-                        sequence: row.get::<_, i64>(3)? as u64,
-                        created_us: row.get(4)?,
-                        changed_us: row.get(5)?,
-                    })
-                })
-                .optional()
-            })
-            .map_err(backend)
-        })
-        .await
+        match &self.inner.cache {
+            Some(cache) => {
+                if let Some(org) = cache.org(id) {
+                    return Ok(Some(org));
+                }
+                let (cache, id) = (Arc::clone(cache), id.to_owned());
+                self.point_read(move |conn| cache.load_org(&id, || read_org(conn, &id)))
+                    .await
+            }
+            None => {
+                let id = id.to_owned();
+                self.point_read(move |conn| read_org(conn, &id)).await
+            }
+        }
     }
 
     async fn memberships(&self, user_id: &str) -> Result<Vec<Membership>, StoreError> {
@@ -602,33 +658,20 @@ impl EventStore for SqliteStore {
     }
 
     async fn members(&self, scope: &MemberScope) -> Result<Vec<Membership>, StoreError> {
-        let key = scope_key(scope);
-        let scope = scope.clone();
-        self.point_read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT user_id, roles FROM members WHERE scope = ?1 ORDER BY user_id",
-                )
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map([&key], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-                })
-                .map_err(backend)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (user_id, roles) = row.map_err(backend)?;
-                let roles: Vec<String> = serde_json::from_str(&roles)
-                    .map_err(|e| StoreError::backend(format!("decode roles: {e}")))?;
-                out.push(Membership {
-                    scope: scope.clone(),
-                    user_id,
-                    roles,
-                });
+        if let (MemberScope::Instance, Some(cache)) = (scope, &self.inner.cache) {
+            if let Some(members) = cache.instance_members() {
+                return Ok(members);
             }
-            Ok(out)
-        })
-        .await
+            let cache = Arc::clone(cache);
+            return self
+                .point_read(move |conn| {
+                    cache.load_instance_members(|| read_members(conn, &MemberScope::Instance))
+                })
+                .await;
+        }
+        let scope = scope.clone();
+        self.point_read(move |conn| read_members(conn, &scope))
+            .await
     }
 
     async fn has_orgs(&self) -> Result<bool, StoreError> {
@@ -674,10 +717,19 @@ impl EventStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let (entries, writes) = (entries.to_vec(), writes.to_vec());
         let inner = Arc::clone(&self.inner);
-        run_blocking(move || export::import(&lock(&inner.writer), &entries, &writes)).await
+        run_blocking(move || {
+            let result = export::import(&lock(&inner.writer), &entries, &writes);
+            // Whatever the outcome, the rows are not the write model's any more.
+            if let Some(cache) = &inner.cache {
+                cache.clear();
+            }
+            result
+        })
+        .await
     }
 }
 
+mod cache;
 mod export;
 mod group_commit;
 #[cfg(test)]

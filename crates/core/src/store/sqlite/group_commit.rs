@@ -5,6 +5,10 @@
 //!
 //! The batch size adapts to load by itself: while a batch is being fsync'd, the next one
 //! queues up.
+//!
+//! After a batch commits, and before any of it is answered, the writer applies it to the
+//! write model ([`Cache`]); before each batch, and every [`EXTERNAL_CHECK`] while idle, it
+//! looks for another process's commit.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -12,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::cache::{Cache, EXTERNAL_CHECK};
 use super::lock;
 use super::write::{append, exec, in_savepoint, rollback, transaction};
 use crate::store::{Commit, StoreError};
@@ -32,11 +37,14 @@ pub(super) struct Committer {
 
 impl Committer {
     /// Starts the writer thread on `writer`.
-    pub(super) fn start(writer: Arc<Mutex<Connection>>) -> Result<Self, StoreError> {
+    pub(super) fn start(
+        writer: Arc<Mutex<Connection>>,
+        cache: Arc<Cache>,
+    ) -> Result<Self, StoreError> {
         let (queue, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-commit".to_owned())
-            .spawn(move || run(&writer, &rx))
+            .spawn(move || run(&writer, &cache, &rx))
             .map_err(|e| StoreError::backend(format!("start the writer thread: {e}")))?;
         Ok(Self { queue })
     }
@@ -53,8 +61,17 @@ impl Committer {
     }
 }
 
-fn run(writer: &Mutex<Connection>, rx: &mpsc::Receiver<Pending>) {
-    while let Ok(first) = rx.recv() {
+fn run(writer: &Mutex<Connection>, cache: &Cache, rx: &mpsc::Receiver<Pending>) {
+    cache.check_external(&lock(writer));
+    loop {
+        let first = match rx.recv_timeout(EXTERNAL_CHECK) {
+            Ok(first) => first,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                cache.check_external(&lock(writer));
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -62,7 +79,9 @@ fn run(writer: &Mutex<Connection>, rx: &mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        commit_batch(&lock(writer), batch);
+        let conn = lock(writer);
+        cache.check_external(&conn);
+        commit_batch(&conn, cache, batch);
     }
 }
 
@@ -74,7 +93,7 @@ fn run(writer: &Mutex<Connection>, rx: &mpsc::Receiver<Pending>) {
 /// around each commit, so that the failing ones fail alone; from the same starting state it
 /// reaches the same outcomes. Failures are rare (a lost race, a taken name), so most batches
 /// run once.
-fn commit_batch(conn: &Connection, batch: Vec<Pending>) {
+fn commit_batch(conn: &Connection, cache: &Cache, batch: Vec<Pending>) {
     let started = std::time::Instant::now();
     let size = batch.len();
     let outcome = transaction(conn, |conn| {
@@ -89,6 +108,26 @@ fn commit_batch(conn: &Connection, batch: Vec<Pending>) {
         }
         Err(_) => each_in_savepoint(conn, &batch, started),
     };
+    // The outcome of a failed COMMIT is not certain (it may have reached the disk): then
+    // nothing cached can be vouched for.
+    if outcomes
+        .iter()
+        .any(|o| matches!(o, Err(e) if !is_refusal(e)))
+    {
+        cache.clear();
+    } else {
+        for (pending, outcome) in batch.iter().zip(&outcomes) {
+            match outcome {
+                Ok(()) => cache.apply(&pending.commit),
+                // Lost to another process whose commit the next batch's look finds: until
+                // then, the retry must not decide on the same cached row again.
+                Err(StoreError::VersionConflict { aggregate_id, .. }) => {
+                    cache.forget(aggregate_id);
+                }
+                Err(_) => {}
+            }
+        }
+    }
     for (pending, outcome) in batch.into_iter().zip(outcomes) {
         let _ = pending.reply.send(outcome);
     }
@@ -121,4 +160,13 @@ fn each_in_savepoint(
                 .collect()
         }
     }
+}
+
+/// Whether `e` is a commit refused by the data (a lost race, a taken name), which leaves the
+/// store exactly as without the commit: the rest of its batch is known.
+fn is_refusal(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::VersionConflict { .. } | StoreError::UniqueViolation { .. }
+    )
 }

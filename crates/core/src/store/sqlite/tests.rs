@@ -94,3 +94,86 @@ fn failures_are_classified_by_result_code() {
         assert_eq!(got, want, "result code {code}");
     }
 }
+
+fn set_state(id: &str, sequence: u64, state: crate::domain::user::UserState) -> Commit {
+    Commit {
+        events: vec![suite::event(
+            id,
+            sequence,
+            crate::domain::event::EventType::UserDeactivated,
+        )],
+        writes: vec![ProjectionWrite::SetUserState {
+            id: id.to_owned(),
+            state,
+            sequence,
+            changed_us: 2_000,
+        }],
+    }
+}
+
+/// The write model (`cache`) and another process on the same file: a second store on it
+/// stands in for one (`switchyard admin recover` opens the file without group commit).
+#[tokio::test]
+async fn another_processs_commit_reaches_the_cached_reads() {
+    use crate::domain::user::UserState;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("switchyard.db");
+    let server = SqliteStore::open(&path).expect("open");
+    let user = suite::human("x1", "org1", "other", "Ot", "ot@example.com");
+    server
+        .commit(Commit {
+            events: vec![suite::event(
+                "x1",
+                1,
+                crate::domain::event::EventType::HumanAdded,
+            )],
+            writes: vec![ProjectionWrite::User(user)],
+        })
+        .await
+        .expect("add");
+    assert_eq!(
+        server.user("x1").await.expect("read").map(|u| u.state),
+        Some(UserState::Active)
+    );
+    let other = SqliteStore::open_with(
+        &path,
+        SqliteOptions {
+            group_commit: false,
+        },
+    )
+    .expect("open a second time");
+    other
+        .commit(set_state("x1", 2, UserState::Inactive))
+        .await
+        .expect("the other process's commit");
+
+    // A command deciding on the cached row loses the race on (aggregate, sequence) and its
+    // retry reads the other process's row at once.
+    let lost = server.commit(set_state("x1", 2, UserState::Locked)).await;
+    assert!(
+        matches!(lost, Err(StoreError::VersionConflict { sequence: 2, .. })),
+        "{lost:?}"
+    );
+    let seen = server.user("x1").await.expect("read").expect("user");
+    assert_eq!((seen.state, seen.sequence), (UserState::Inactive, 2));
+
+    // Without a command of its own, the idle writer's look finds the next one.
+    other
+        .commit(set_state("x1", 3, UserState::Active))
+        .await
+        .expect("the other process's second commit");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let seen = server.user("x1").await.expect("read").expect("user");
+        if seen.sequence == 3 {
+            assert_eq!(seen.state, UserState::Active);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server still reads sequence {} after 10 s",
+            seen.sequence
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
