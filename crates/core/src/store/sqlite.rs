@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS users (
     id              TEXT PRIMARY KEY,
     resource_owner  TEXT NOT NULL,
     username        TEXT NOT NULL,
+    -- The user name lowercased; for a removed user 'DELETED:<id>' (see USERNAME_INDEX).
     username_key    TEXT NOT NULL,
     state           TEXT NOT NULL,
     is_human        INTEGER NOT NULL,
@@ -73,8 +74,6 @@ CREATE TABLE IF NOT EXISTS users (
     created_us      INTEGER NOT NULL,
     changed_us      INTEGER NOT NULL
 );
--- User names are unique in the instance while the user exists (a removed user frees its name).
-CREATE UNIQUE INDEX IF NOT EXISTS users_username_key ON users (username_key) WHERE state <> 'deleted';
 CREATE INDEX IF NOT EXISTS users_owner ON users (resource_owner, created_us);
 CREATE TABLE IF NOT EXISTS members (
     scope           TEXT NOT NULL,
@@ -92,6 +91,44 @@ CREATE TABLE IF NOT EXISTS tokens (
     created_us      INTEGER NOT NULL
 );
 "#;
+
+/// User names are unique in the instance while the user exists: a removed user frees its name
+/// because its key becomes `DELETED:<id>`, which no lowercased name can equal (it has capitals).
+/// The index covers every row and names no other column, so a state change (most commands)
+/// does not touch it; it used to be partial (`WHERE state <> 'deleted'`), which made every
+/// UPDATE of `state` check, delete and re-insert the user's index entry. [`migrate`] turns a
+/// file with the old index into this form once.
+const USERNAME_INDEX: &str = "CREATE UNIQUE INDEX users_username_key ON users (username_key)";
+
+/// The schema version this code writes (`PRAGMA user_version`): 1 is [`USERNAME_INDEX`].
+const SCHEMA_VERSION: i64 = 1;
+
+/// Brings the schema of an existing or new file to [`SCHEMA_VERSION`], in one transaction that
+/// holds the write lock, so two processes opening one file migrate it once.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version = |conn: &Connection| -> Result<i64, StoreError> {
+        conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(backend)
+    };
+    if version(conn)? >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
+    let result = (|| {
+        if version(conn)? >= SCHEMA_VERSION {
+            return Ok(());
+        }
+        conn.execute_batch(&format!(
+            "UPDATE users SET username_key = 'DELETED:' || id WHERE state = 'deleted';              DROP INDEX IF EXISTS users_username_key; {USERNAME_INDEX};              PRAGMA user_version = {SCHEMA_VERSION};"
+        ))
+        .map_err(backend)
+    })()
+    .and_then(|()| conn.execute_batch("COMMIT").map_err(backend));
+    if result.is_err() {
+        write::rollback(conn);
+    }
+    result
+}
 
 /// The SQLite event store.
 #[derive(Clone)]
@@ -138,6 +175,7 @@ impl SqliteStore {
     pub fn open_with(path: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
         let writer = open_connection(path)?;
         writer.execute_batch(SCHEMA).map_err(backend)?;
+        migrate(&writer)?;
         let readers = (0..READERS)
             .map(|_| open_connection(path).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;

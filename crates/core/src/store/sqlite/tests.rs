@@ -177,3 +177,71 @@ async fn another_processs_commit_reaches_the_cached_reads() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_file_with_the_partial_user_name_index_is_migrated() {
+    use crate::domain::user::UserState;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("switchyard.db");
+    let add = |id: &str| Commit {
+        events: vec![suite::event(
+            id,
+            1,
+            crate::domain::event::EventType::HumanAdded,
+        )],
+        writes: vec![ProjectionWrite::User(suite::human(
+            id,
+            "org1",
+            "Same",
+            "Sa",
+            "same@example.com",
+        ))],
+    };
+    {
+        let store = SqliteStore::open(&path).expect("open");
+        store.commit(add("m1")).await.expect("add m1");
+        store
+            .commit(set_state("m1", 2, UserState::Deleted))
+            .await
+            .expect("remove m1");
+        store.commit(add("m2")).await.expect("m1's name is free");
+    }
+    // Back to the old form: the partial index, removed users keyed by their name, version 0.
+    let conn = Connection::open(&path).expect("open raw");
+    conn.execute_batch(
+        "DROP INDEX users_username_key; UPDATE users SET username_key = lower(username); \
+         CREATE UNIQUE INDEX users_username_key ON users (username_key) WHERE state <> 'deleted'; \
+         PRAGMA user_version = 0;",
+    )
+    .expect("make the file old");
+    drop(conn);
+
+    let store = SqliteStore::open(&path).expect("reopen and migrate");
+    let taken = store.commit(add("m3")).await;
+    assert!(
+        matches!(
+            taken,
+            Err(StoreError::UniqueViolation {
+                constraint: Constraint::UserName
+            })
+        ),
+        "{taken:?}"
+    );
+    let conn = Connection::open(&path).expect("open raw");
+    let (version, index): (i64, String) = conn
+        .query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version), sql FROM sqlite_master \
+             WHERE name = 'users_username_key'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("schema");
+    assert_eq!(version, 1);
+    assert!(!index.contains("WHERE"), "{index}");
+    // Removing m2 frees the name again, in the new form.
+    store
+        .commit(set_state("m2", 2, UserState::Deleted))
+        .await
+        .expect("remove m2");
+    store.commit(add("m3")).await.expect("the name is free");
+}

@@ -8,7 +8,7 @@
 use rusqlite::{Connection, params};
 
 use super::{OnUnique, backend, classify, scope_key};
-use crate::domain::user::UserKind;
+use crate::domain::user::{User, UserKind, UserState};
 use crate::store::{Commit, Constraint, ProjectionWrite, StoreError};
 
 const INSERT_EVENT: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, \
@@ -28,6 +28,9 @@ const UPSERT_USER: &str = "INSERT INTO users (id, resource_owner, username, user
     changed_us = excluded.changed_us";
 const SET_USER_STATE: &str =
     "UPDATE users SET state = ?2, sequence = ?3, changed_us = ?4 WHERE id = ?1";
+/// A removal also frees the user name (see `USERNAME_INDEX` in sqlite.rs).
+const REMOVE_USER: &str = "UPDATE users SET state = ?2, sequence = ?3, changed_us = ?4, \
+    username_key = 'DELETED:' || id WHERE id = ?1";
 const UPSERT_ORG: &str = "INSERT INTO orgs (id, name, name_key, primary_domain, sequence, \
     created_us, changed_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
     ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_key = excluded.name_key, \
@@ -140,6 +143,16 @@ pub(super) fn insert_event(
         .map_err(|e| classify(e, OnUnique::Conflict(aggregate_id, sequence)))
 }
 
+/// The key of `user`'s name in the unique index: lowercased, or `DELETED:<id>` once removed
+/// (see `USERNAME_INDEX` in sqlite.rs).
+fn username_key(user: &User) -> String {
+    if user.state == UserState::Deleted {
+        format!("DELETED:{}", user.id)
+    } else {
+        user.username.to_lowercase()
+    }
+}
+
 /// Writes one projection row.
 pub(super) fn write_projection(
     conn: &Connection,
@@ -165,7 +178,7 @@ pub(super) fn write_projection(
                         user.id,
                         user.resource_owner,
                         user.username,
-                        user.username.to_lowercase(),
+                        username_key(user),
                         user.state.as_str(),
                         is_human,
                         first,
@@ -188,8 +201,13 @@ pub(super) fn write_projection(
             sequence,
             changed_us,
         } => {
+            let sql = if *state == UserState::Deleted {
+                REMOVE_USER
+            } else {
+                SET_USER_STATE
+            };
             let changed = conn
-                .prepare_cached(SET_USER_STATE)
+                .prepare_cached(sql)
                 .and_then(|mut stmt| {
                     stmt.execute(params![id, state.as_str(), *sequence as i64, changed_us])
                 })
