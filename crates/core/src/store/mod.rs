@@ -11,6 +11,7 @@ pub mod postgres;
 pub mod query;
 pub mod replay;
 mod scope;
+mod sql;
 pub mod sqlite;
 pub mod stats;
 #[cfg(test)]

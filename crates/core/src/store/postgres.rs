@@ -15,28 +15,25 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement};
 
 use super::query::UserQuery;
-use super::scope::{parse_scope, scope_key};
+use super::scope::scope_key;
+use super::sql::fan_out::{MAX_BATCH, Pending, stopped};
+use super::sql::search::user_search;
+use super::sql::{UserColumns, decode_kind, decode_roles, decode_scope, encode_roles};
 use super::{
     Commit, Constraint, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage,
 };
 use crate::domain::org::{MemberScope, Membership, Org};
 use crate::domain::token::PersonalAccessToken;
-use crate::domain::user::{User, UserKind, UserState};
+use crate::domain::user::{User, UserState};
 use group_commit::run_committer;
 use migrate::migrate;
-use query::{Params, render_filter, sort_column};
 
-/// Default and maximum page sizes of a user search, as ZITADEL's defaults.
-const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
-/// The most commits one group-commit transaction takes.
-const MAX_BATCH: usize = 256;
 /// How a [`PostgresStore`] connects and commits.
 #[derive(Debug, Clone)]
 pub struct PostgresOptions {
@@ -64,12 +61,6 @@ impl Default for PostgresOptions {
 pub struct PostgresStore {
     pool: Pool,
     committer: Option<mpsc::Sender<Pending>>,
-}
-
-/// A commit waiting for the group committer, with where to send its own result.
-struct Pending {
-    commit: Commit,
-    reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
 impl PostgresStore {
@@ -357,18 +348,14 @@ async fn write_projection(
     let classify = |e| classify(e, aggregate);
     match write {
         ProjectionWrite::User(user) => {
-            let (is_human, first, last, nick, email) = match &user.kind {
-                UserKind::Human(h) => (
-                    true,
-                    h.first_name.as_str(),
-                    h.last_name.as_str(),
-                    h.nick_name.as_str(),
-                    h.email.as_str(),
-                ),
-                UserKind::Machine(_) => (false, "", "", "", ""),
-            };
-            let data = serde_json::to_string(&user.kind)
-                .map_err(|e| StoreError::backend(format!("encode user data: {e}")))?;
+            let UserColumns {
+                is_human,
+                first_name: first,
+                last_name: last,
+                nick_name: nick,
+                email,
+                data,
+            } = UserColumns::of(user)?;
             let stmt = &writes_with.upsert_user;
             tx.execute(
                 stmt,
@@ -431,8 +418,7 @@ async fn write_projection(
             .map_err(classify)?;
         }
         ProjectionWrite::Member(member) => {
-            let roles = serde_json::to_string(&member.roles)
-                .map_err(|e| StoreError::backend(format!("encode roles: {e}")))?;
+            let roles = encode_roles(&member.roles)?;
             let stmt = &writes_with.upsert_member;
             tx.execute(stmt, &[&scope_key(&member.scope), &member.user_id, &roles])
                 .await
@@ -477,8 +463,7 @@ fn user_from_row(row: &Row) -> Result<User, StoreError> {
     let sequence: i64 = row.try_get(6).map_err(backend)?;
     let state = UserState::parse(&state)
         .ok_or_else(|| StoreError::backend(format!("unknown user state {state:?}")))?;
-    let kind: UserKind = serde_json::from_str(&data)
-        .map_err(|e| StoreError::backend(format!("decode user data: {e}")))?;
+    let kind = decode_kind(&data)?;
     Ok(User {
         id: row.try_get(0).map_err(backend)?,
         resource_owner: row.try_get(1).map_err(backend)?,
@@ -530,14 +515,9 @@ fn events_from_rows(rows: Vec<Row>) -> Result<Vec<StoredEvent>, StoreError> {
 impl EventStore for PostgresStore {
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         if let Some(committer) = &self.committer {
-            let (reply, answer) = oneshot::channel();
-            committer
-                .send(Pending { commit, reply })
-                .await
-                .map_err(|_| StoreError::backend("group committer stopped".to_owned()))?;
-            return answer
-                .await
-                .map_err(|_| StoreError::backend("group committer stopped".to_owned()))?;
+            let (pending, answer) = Pending::new(commit);
+            committer.send(pending).await.map_err(|_| stopped())?;
+            return answer.wait().await;
         }
         let started = std::time::Instant::now();
         let mut client = self.client().await?;
@@ -564,38 +544,20 @@ impl EventStore for PostgresStore {
     }
 
     async fn list_users(&self, query: &UserQuery) -> Result<UserPage, StoreError> {
-        let mut args: Params = Vec::new();
-        let mut conditions = vec!["state <> 'deleted'".to_owned()];
-        for filter in &query.filters {
-            conditions.push(format!("({})", render_filter(filter, &mut args)));
-        }
-        let where_clause = conditions.join(" AND ");
+        let search = user_search::<query::Postgres>(query, USER_COLUMNS);
+        let args: Vec<_> = search.params.iter().map(query::value).collect();
         let params: Vec<&(dyn ToSql + Sync)> = args
             .iter()
             .map(|a| a.as_ref() as &(dyn ToSql + Sync))
             .collect();
         let client = self.client().await?;
         let total: i64 = client
-            .query_one(
-                &format!("SELECT count(*) FROM users WHERE {where_clause}"),
-                &params,
-            )
+            .query_one(&search.count, &params)
             .await
             .map_err(backend)?
             .try_get(0)
             .map_err(backend)?;
-        let limit = match query.limit {
-            0 => DEFAULT_LIMIT,
-            n => n.min(MAX_LIMIT),
-        };
-        let direction = if query.asc { "ASC" } else { "DESC" };
-        let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE {where_clause} \
-             ORDER BY {} {direction}, id COLLATE \"C\" {direction} LIMIT {limit} OFFSET {}",
-            sort_column(query.sort),
-            query.offset.min(i64::MAX as u64),
-        );
-        let rows = client.query(&sql, &params).await.map_err(backend)?;
+        let rows = client.query(&search.page, &params).await.map_err(backend)?;
         let users = rows
             .iter()
             .map(user_from_row)
@@ -638,10 +600,8 @@ impl EventStore for PostgresStore {
             .map(|row| {
                 let scope: String = row.try_get(0).map_err(backend)?;
                 let roles: String = row.try_get(1).map_err(backend)?;
-                let scope = parse_scope(&scope)
-                    .ok_or_else(|| StoreError::backend(format!("bad member scope {scope:?}")))?;
-                let roles: Vec<String> = serde_json::from_str(&roles)
-                    .map_err(|e| StoreError::backend(format!("decode roles: {e}")))?;
+                let scope = decode_scope(&scope)?;
+                let roles: Vec<String> = decode_roles(&roles)?;
                 Ok(Membership {
                     scope,
                     user_id: user_id.to_owned(),
@@ -688,8 +648,7 @@ impl EventStore for PostgresStore {
                 Ok(Membership {
                     scope: scope.clone(),
                     user_id: row.try_get(0).map_err(backend)?,
-                    roles: serde_json::from_str(&roles)
-                        .map_err(|e| StoreError::backend(format!("decode roles: {e}")))?,
+                    roles: decode_roles(&roles)?,
                 })
             })
             .collect()
@@ -804,11 +763,9 @@ impl EventStore for PostgresStore {
             let scope: String = row.try_get(0).map_err(backend)?;
             let roles: String = row.try_get(2).map_err(backend)?;
             out.push(ProjectionWrite::Member(Membership {
-                scope: parse_scope(&scope)
-                    .ok_or_else(|| StoreError::backend(format!("bad member scope {scope:?}")))?,
+                scope: decode_scope(&scope)?,
                 user_id: row.try_get(1).map_err(backend)?,
-                roles: serde_json::from_str(&roles)
-                    .map_err(|e| StoreError::backend(format!("decode roles: {e}")))?,
+                roles: decode_roles(&roles)?,
             }));
         }
         let tokens = client

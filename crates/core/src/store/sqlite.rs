@@ -14,21 +14,20 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row};
 
-use super::query::{TextMatch, TextMethod, UserFilter, UserQuery, UserSort};
-use super::scope::{parse_scope, scope_key};
+use super::query::UserQuery;
+use super::scope::scope_key;
+use super::sql::search::user_search;
+use super::sql::{decode_kind, decode_roles, decode_scope};
 use super::{
     Commit, Constraint, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage,
 };
 use crate::domain::org::{MemberScope, Membership, Org};
 use crate::domain::token::PersonalAccessToken;
-use crate::domain::user::{User, UserKind, UserState};
+use crate::domain::user::{User, UserState};
 
 const READERS: usize = 4;
 /// Prepared statements kept per connection: more than the write and read paths use.
 const STATEMENT_CACHE: usize = 64;
-/// Default and maximum page sizes of a user search, as ZITADEL's defaults.
-const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
 
 const SCHEMA: &str = r#"
 -- position is the rowid: SQLite gives each new row the largest position + 1, and events are
@@ -335,9 +334,9 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<Result<User, StoreError>> {
             "unknown user state {state:?}"
         ))));
     };
-    let kind: UserKind = match serde_json::from_str(&data) {
+    let kind = match decode_kind(&data) {
         Ok(kind) => kind,
-        Err(e) => return Ok(Err(StoreError::backend(format!("decode user data: {e}")))),
+        Err(e) => return Ok(Err(e)),
     };
     Ok(Ok(User {
         id: row.get(0)?,
@@ -352,131 +351,19 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<Result<User, StoreError>> {
     }))
 }
 
-/// The login name as SQL (see [`UserFilter::LoginName`]); concatenating a missing org's NULL
-/// domain gives NULL, so such a user's login name falls back to its user name.
-const LOGIN_NAME: &str = "(CASE WHEN instr(username, '@') > 0 THEN username ELSE \
-     coalesce(username || '@' || (SELECT primary_domain FROM orgs WHERE orgs.id = users.resource_owner), username) END)";
-
-/// Renders a filter as a SQL condition with positional parameters appended to `args`.
-fn render_filter(filter: &UserFilter, args: &mut Vec<rusqlite::types::Value>) -> String {
-    use rusqlite::types::Value;
-    let text = |column: &str, m: &TextMatch, args: &mut Vec<Value>| -> String {
-        let (col, value) = if m.ignore_case {
-            (format!("lower({column})"), m.value.to_lowercase())
-        } else {
-            (column.to_owned(), m.value.clone())
-        };
-        args.push(Value::Text(value));
-        let p = format!("?{}", args.len());
-        // substr/instr rather than LIKE: LIKE is case-insensitive in SQLite and needs escaping.
-        match m.method {
-            TextMethod::Equals => format!("{col} = {p}"),
-            TextMethod::StartsWith => format!("substr({col}, 1, length({p})) = {p}"),
-            TextMethod::EndsWith => {
-                format!("(length({p}) = 0 OR substr({col}, -length({p})) = {p})")
-            }
-            TextMethod::Contains => format!("instr({col}, {p}) > 0"),
-        }
-    };
-    match filter {
-        UserFilter::UserName(m) => text("username", m, args),
-        UserFilter::LoginName(m) => text(LOGIN_NAME, m, args),
-        UserFilter::FirstName(m) => text("first_name", m, args),
-        UserFilter::LastName(m) => text("last_name", m, args),
-        UserFilter::NickName(m) => text("nick_name", m, args),
-        UserFilter::DisplayName(m) => text("display_name", m, args),
-        UserFilter::Email(m) => text("email", m, args),
-        UserFilter::State(state) => {
-            args.push(Value::Text(state.as_str().to_owned()));
-            format!("state = ?{}", args.len())
-        }
-        UserFilter::IsHuman(human) => {
-            args.push(Value::Integer(i64::from(*human)));
-            format!("is_human = ?{}", args.len())
-        }
-        UserFilter::Org(org) => {
-            args.push(Value::Text(org.clone()));
-            format!("resource_owner = ?{}", args.len())
-        }
-        UserFilter::InIds(values) | UserFilter::InEmails(values) => {
-            let column = if matches!(filter, UserFilter::InIds(_)) {
-                "id"
-            } else {
-                "email"
-            };
-            if values.is_empty() {
-                return "0".to_owned();
-            }
-            let params: Vec<String> = values
-                .iter()
-                .map(|v| {
-                    args.push(Value::Text(v.clone()));
-                    format!("?{}", args.len())
-                })
-                .collect();
-            format!("{column} IN ({})", params.join(", "))
-        }
-        UserFilter::And(parts) | UserFilter::Or(parts) => {
-            let (joiner, empty) = if matches!(filter, UserFilter::And(_)) {
-                (" AND ", "1")
-            } else {
-                (" OR ", "0")
-            };
-            if parts.is_empty() {
-                return empty.to_owned();
-            }
-            let rendered: Vec<String> = parts
-                .iter()
-                .map(|p| format!("({})", render_filter(p, args)))
-                .collect();
-            rendered.join(joiner)
-        }
-        UserFilter::Not(inner) => format!("NOT ({})", render_filter(inner, args)),
-    }
-}
-
-fn sort_column(sort: UserSort) -> &'static str {
-    match sort {
-        UserSort::CreationDate => "created_us",
-        UserSort::UserName => "username",
-        UserSort::FirstName => "first_name",
-        UserSort::LastName => "last_name",
-        UserSort::NickName => "nick_name",
-        UserSort::DisplayName => "display_name",
-        UserSort::Email => "email",
-        UserSort::State => "state",
-        UserSort::Type => "is_human",
-    }
-}
-
 fn list_users(conn: &Connection, query: &UserQuery) -> Result<UserPage, StoreError> {
-    let mut args = Vec::new();
-    let mut conditions = vec!["state <> 'deleted'".to_owned()];
-    for filter in &query.filters {
-        conditions.push(format!("({})", render_filter(filter, &mut args)));
-    }
-    let where_clause = conditions.join(" AND ");
+    let search = user_search::<search::Sqlite>(query, USER_COLUMNS);
+    let params: Vec<rusqlite::types::Value> = search.params.iter().map(search::value).collect();
     let total: i64 = conn
         .query_row(
-            &format!("SELECT count(*) FROM users WHERE {where_clause}"),
-            rusqlite::params_from_iter(args.iter()),
+            &search.count,
+            rusqlite::params_from_iter(params.iter()),
             |row| row.get(0),
         )
         .map_err(backend)?;
-    let limit = match query.limit {
-        0 => DEFAULT_LIMIT,
-        n => n.min(MAX_LIMIT),
-    };
-    let direction = if query.asc { "ASC" } else { "DESC" };
-    let sql = format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE {where_clause} ORDER BY {} {direction}, id {direction} \
-         LIMIT {limit} OFFSET {}",
-        sort_column(query.sort),
-        query.offset.min(i64::MAX as u64),
-    );
-    let mut stmt = conn.prepare(&sql).map_err(backend)?;
+    let mut stmt = conn.prepare(&search.page).map_err(backend)?;
     let rows = stmt
-        .query_map(rusqlite::params_from_iter(args.iter()), user_from_row)
+        .query_map(rusqlite::params_from_iter(params.iter()), user_from_row)
         .map_err(backend)?;
     let mut users = Vec::new();
     for row in rows {
@@ -542,23 +429,23 @@ fn read_user(conn: &Connection, id: &str) -> Result<Option<User>, StoreError> {
         .transpose()
 }
 
+/// An org of `SELECT id, name, primary_domain, sequence, created_us, changed_us`.
+fn org_from_row(row: &Row<'_>) -> rusqlite::Result<Org> {
+    Ok(Org {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        primary_domain: row.get(2)?,
+        sequence: row.get::<_, i64>(3)? as u64,
+        created_us: row.get(4)?,
+        changed_us: row.get(5)?,
+    })
+}
+
 fn read_org(conn: &Connection, id: &str) -> Result<Option<Org>, StoreError> {
     conn.prepare_cached(
         "SELECT id, name, primary_domain, sequence, created_us, changed_us FROM orgs WHERE id = ?1",
     )
-    .and_then(|mut stmt| {
-        stmt.query_row([id], |row| {
-            Ok(Org {
-                id: row.get(0)?,
-                name: row.get(1)?,
-                primary_domain: row.get(2)?,
-                sequence: row.get::<_, i64>(3)? as u64,
-                created_us: row.get(4)?,
-                changed_us: row.get(5)?,
-            })
-        })
-        .optional()
-    })
+    .and_then(|mut stmt| stmt.query_row([id], org_from_row).optional())
     .map_err(backend)
 }
 
@@ -574,8 +461,7 @@ fn read_members(conn: &Connection, scope: &MemberScope) -> Result<Vec<Membership
     let mut out = Vec::new();
     for row in rows {
         let (user_id, roles) = row.map_err(backend)?;
-        let roles: Vec<String> = serde_json::from_str(&roles)
-            .map_err(|e| StoreError::backend(format!("decode roles: {e}")))?;
+        let roles: Vec<String> = decode_roles(&roles)?;
         out.push(Membership {
             scope: scope.clone(),
             user_id,
@@ -655,10 +541,8 @@ impl EventStore for SqliteStore {
             let mut out = Vec::new();
             for row in rows {
                 let (scope, roles) = row.map_err(backend)?;
-                let scope = parse_scope(&scope)
-                    .ok_or_else(|| StoreError::backend(format!("bad member scope {scope:?}")))?;
-                let roles: Vec<String> = serde_json::from_str(&roles)
-                    .map_err(|e| StoreError::backend(format!("decode roles: {e}")))?;
+                let scope = decode_scope(&scope)?;
+                let roles: Vec<String> = decode_roles(&roles)?;
                 out.push(Membership {
                     scope,
                     user_id: user_id.clone(),
@@ -770,6 +654,7 @@ impl EventStore for SqliteStore {
 mod cache;
 mod export;
 mod group_commit;
+mod search;
 #[cfg(test)]
 mod tests;
 mod write;

@@ -4,7 +4,8 @@
 use deadpool_postgres::{Pool, Transaction};
 use tokio::sync::mpsc;
 
-use super::{MAX_BATCH, Pending, apply_commit, backend, prepare_writes};
+use super::{apply_commit, backend, prepare_writes};
+use crate::store::sql::fan_out::{self, MAX_BATCH, Pending};
 use crate::store::{Commit, StoreError};
 
 /// The group committer: takes what is waiting (up to [`MAX_BATCH`]), commits it as one
@@ -21,44 +22,21 @@ async fn commit_batch(pool: &Pool, batch: Vec<Pending>) {
     let size = batch.len();
     let mut client = match pool.get().await {
         Ok(client) => client,
-        Err(e) => {
-            let e = super::pool_error(e);
-            for pending in batch {
-                let _ = pending.reply.send(Err(e.clone()));
-            }
-            return;
-        }
+        Err(e) => return fan_out::fail(batch, &super::pool_error(e)),
     };
     let mut tx = match client.transaction().await {
         Ok(tx) => tx,
-        Err(e) => {
-            let e = super::backend(e);
-            for pending in batch {
-                let _ = pending.reply.send(Err(e.clone()));
-            }
-            return;
-        }
+        Err(e) => return fan_out::fail(batch, &backend(e)),
     };
     let mut outcomes = Vec::with_capacity(batch.len());
-    for pending in batch {
-        let outcome = apply_in_savepoint(&mut tx, &pending.commit).await;
-        outcomes.push((pending, outcome));
+    for pending in &batch {
+        outcomes.push(apply_in_savepoint(&mut tx, &pending.commit).await);
     }
-    match tx.commit().await {
-        Ok(()) => {
-            crate::store::stats::record(started.elapsed(), size);
-            for (pending, outcome) in outcomes {
-                let _ = pending.reply.send(outcome);
-            }
-        }
-        Err(e) => {
-            // Nothing of the batch is kept: those that had succeeded fail now.
-            let e = super::backend(e);
-            for (pending, outcome) in outcomes {
-                let _ = pending.reply.send(outcome.and(Err(e.clone())));
-            }
-        }
+    let end = tx.commit().await.map_err(backend);
+    if end.is_ok() {
+        crate::store::stats::record(started.elapsed(), size);
     }
+    fan_out::answer(batch, fan_out::settle(outcomes, end));
 }
 
 /// One commit of a batch inside its own SAVEPOINT: on failure only it is rolled back.

@@ -4,10 +4,11 @@ use rusqlite::{Connection, params};
 
 use super::write::{insert_event, transaction, write_projection};
 use super::{
-    TOKEN_COLUMNS, USER_COLUMNS, backend, parse_scope, stored_event_from_row, token_from_row,
+    TOKEN_COLUMNS, USER_COLUMNS, backend, org_from_row, stored_event_from_row, token_from_row,
     user_from_row,
 };
-use crate::domain::org::{Membership, Org};
+use crate::domain::org::Membership;
+use crate::store::sql::{decode_roles, decode_scope};
 use crate::store::{LogEntry, ProjectionWrite, StoreError};
 
 /// Up to `limit` events after position `after`, in position order.
@@ -51,18 +52,7 @@ pub(super) fn projections(conn: &Connection) -> Result<Vec<ProjectionWrite>, Sto
              ORDER BY created_us, id",
         )
         .map_err(backend)?;
-    let orgs = stmt
-        .query_map([], |row| {
-            Ok(Org {
-                id: row.get(0)?,
-                name: row.get(1)?,
-                primary_domain: row.get(2)?,
-                sequence: row.get::<_, i64>(3)? as u64,
-                created_us: row.get(4)?,
-                changed_us: row.get(5)?,
-            })
-        })
-        .map_err(backend)?;
+    let orgs = stmt.query_map([], org_from_row).map_err(backend)?;
     for org in orgs {
         out.push(ProjectionWrite::Org(org.map_err(backend)?));
     }
@@ -81,11 +71,9 @@ pub(super) fn projections(conn: &Connection) -> Result<Vec<ProjectionWrite>, Sto
     for member in members {
         let (scope, user_id, roles) = member.map_err(backend)?;
         out.push(ProjectionWrite::Member(Membership {
-            scope: parse_scope(&scope)
-                .ok_or_else(|| StoreError::backend(format!("bad member scope {scope:?}")))?,
+            scope: decode_scope(&scope)?,
             user_id,
-            roles: serde_json::from_str(&roles)
-                .map_err(|e| StoreError::backend(format!("decode roles: {e}")))?,
+            roles: decode_roles(&roles)?,
         }));
     }
     let mut stmt = conn

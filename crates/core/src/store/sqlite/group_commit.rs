@@ -14,21 +14,12 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
-use tokio::sync::oneshot;
 
 use super::cache::{Cache, EXTERNAL_CHECK};
 use super::lock;
 use super::write::{append, exec, in_savepoint, rollback, transaction};
+use crate::store::sql::fan_out::{self, MAX_BATCH, Pending, stopped};
 use crate::store::{Commit, StoreError};
-
-/// The most commits one transaction takes.
-const MAX_BATCH: usize = 256;
-
-/// A commit waiting for the writer thread, with where to send its own result.
-struct Pending {
-    commit: Commit,
-    reply: oneshot::Sender<Result<(), StoreError>>,
-}
 
 /// The handle to the writer thread; the thread ends when this is dropped.
 pub(super) struct Committer {
@@ -51,13 +42,9 @@ impl Committer {
 
     /// Queues `commit` and waits for its own result.
     pub(super) async fn submit(&self, commit: Commit) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Pending { commit, reply })
-            .map_err(|_| StoreError::backend("the writer thread stopped".to_owned()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::backend("the writer thread stopped".to_owned()))?
+        let (pending, answer) = Pending::new(commit);
+        self.queue.send(pending).map_err(|_| stopped())?;
+        answer.wait().await
     }
 }
 
@@ -128,9 +115,7 @@ fn commit_batch(conn: &Connection, cache: &Cache, batch: Vec<Pending>) {
             }
         }
     }
-    for (pending, outcome) in batch.into_iter().zip(outcomes) {
-        let _ = pending.reply.send(outcome);
-    }
+    fan_out::answer(batch, outcomes);
 }
 
 /// The careful pass: one transaction, a SAVEPOINT around each commit; the outcome of each.
@@ -146,20 +131,12 @@ fn each_in_savepoint(
         .iter()
         .map(|pending| in_savepoint(conn, &pending.commit))
         .collect();
-    match exec(conn, "COMMIT") {
-        Ok(()) => {
-            crate::store::stats::record(started.elapsed(), batch.len());
-            outcomes
-        }
-        Err(e) => {
-            rollback(conn);
-            // Nothing of the batch is kept: those that had succeeded fail now.
-            outcomes
-                .into_iter()
-                .map(|outcome| outcome.and(Err(e.clone())))
-                .collect()
-        }
+    let end = exec(conn, "COMMIT");
+    match &end {
+        Ok(()) => crate::store::stats::record(started.elapsed(), batch.len()),
+        Err(_) => rollback(conn),
     }
+    fan_out::settle(outcomes, end)
 }
 
 /// Whether `e` is a commit refused by the data (a lost race, a taken name), which leaves the

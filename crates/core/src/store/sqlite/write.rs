@@ -8,7 +8,8 @@
 use rusqlite::{Connection, params};
 
 use super::{OnUnique, backend, classify, scope_key};
-use crate::domain::user::{User, UserKind, UserState};
+use crate::domain::user::{User, UserState};
+use crate::store::sql::{UserColumns, encode_roles};
 use crate::store::{Commit, Constraint, ProjectionWrite, StoreError};
 
 const INSERT_EVENT: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, \
@@ -160,18 +161,14 @@ pub(super) fn write_projection(
 ) -> Result<(), StoreError> {
     match write {
         ProjectionWrite::User(user) => {
-            let (is_human, first, last, nick, email) = match &user.kind {
-                UserKind::Human(h) => (
-                    true,
-                    h.first_name.as_str(),
-                    h.last_name.as_str(),
-                    h.nick_name.as_str(),
-                    h.email.as_str(),
-                ),
-                UserKind::Machine(_) => (false, "", "", "", ""),
-            };
-            let data = serde_json::to_string(&user.kind)
-                .map_err(|e| StoreError::backend(format!("encode user data: {e}")))?;
+            let UserColumns {
+                is_human,
+                first_name: first,
+                last_name: last,
+                nick_name: nick,
+                email,
+                data,
+            } = UserColumns::of(user)?;
             conn.prepare_cached(UPSERT_USER)
                 .and_then(|mut stmt| {
                     stmt.execute(params![
@@ -234,8 +231,7 @@ pub(super) fn write_projection(
                 .map_err(|e| classify(e, OnUnique::Taken(Constraint::OrgName)))?;
         }
         ProjectionWrite::Member(member) => {
-            let roles = serde_json::to_string(&member.roles)
-                .map_err(|e| StoreError::backend(format!("encode roles: {e}")))?;
+            let roles = encode_roles(&member.roles)?;
             conn.prepare_cached(UPSERT_MEMBER)
                 .and_then(|mut stmt| {
                     stmt.execute(params![scope_key(&member.scope), member.user_id, roles])
