@@ -184,6 +184,7 @@ impl Gateway {
     /// other method goes to the inner service given to [`GatewayLayer`].
     #[must_use]
     pub fn with_handlers(mut self, handlers: Handlers) -> Self {
+        self.state.methods.attach(&handlers);
         self.state.handlers = Some(handlers);
         self
     }

@@ -152,7 +152,7 @@ where
             // A method the descriptors do not name: the inner service answers it as it is.
             let mut observer = observer;
             let path: Arc<str> = Arc::from(request.uri().path());
-            observer.set_method(&path);
+            observer.set_method(&path, None);
             let response = grpc::passthrough(inner, request).await;
             // A trailers-only answer (tonic's UNIMPLEMENTED, say) shows its code in the headers;
             // a streamed one's code is in trailers this layer does not read.

@@ -12,6 +12,7 @@
 mod process;
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use tonic::Code;
 
 /// The `Content-Type` of the OpenMetrics text format, as Prometheus asks for it.
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -208,6 +210,76 @@ impl Metrics {
     }
 }
 
+/// Every value of the `protocol` label ([`crate::Protocol::name`]).
+const PROTOCOL_LABELS: [&str; 5] = ["grpc", "grpc-web", "connect", "rest", "preflight"];
+
+/// gRPC codes, OK (0) to UNAUTHENTICATED (16).
+const CODES: usize = 17;
+
+/// The metric handles of one method, taken from the families on a call's first use of each
+/// protocol and code and kept: a call is then counted without building a label set (two
+/// `String`s) or hashing one three times — about 2,000 instructions of every call under
+/// callgrind before. The families keep the same series, so `/metrics` is unchanged.
+#[derive(Debug, Default)]
+pub(crate) struct MethodMetrics {
+    by_protocol: [OnceLock<CallHandles>; PROTOCOL_LABELS.len()],
+}
+
+#[derive(Debug)]
+struct CallHandles {
+    duration: Histogram,
+    requests: [OnceLock<Counter>; CODES],
+}
+
+impl Metrics {
+    /// Counts one finished call of `service`/`method` (both empty when no method was reached)
+    /// and its latency; `cached` holds the method's handles when the call reached a known one.
+    pub(crate) fn record_call(
+        &self,
+        cached: Option<&MethodMetrics>,
+        protocol: &'static str,
+        (service, method): (&str, &str),
+        code: Code,
+        seconds: f64,
+    ) {
+        let labels = || MethodLabels {
+            protocol,
+            service: service.to_owned(),
+            method: method.to_owned(),
+        };
+        let counter_for = |labels: MethodLabels| {
+            self.requests
+                .get_or_create(&CallLabels {
+                    protocol: labels.protocol,
+                    service: labels.service,
+                    method: labels.method,
+                    code: switchyard_transcode::status::grpc_code_name(code),
+                })
+                .clone()
+        };
+        let slot = PROTOCOL_LABELS.iter().position(|p| *p == protocol);
+        let (Some(cached), Some(slot)) = (cached, slot) else {
+            self.duration.get_or_create(&labels()).observe(seconds);
+            counter_for(labels()).inc();
+            return;
+        };
+        let Some(handles) = cached.by_protocol.get(slot) else {
+            return;
+        };
+        let handles = handles.get_or_init(|| CallHandles {
+            duration: self.duration.get_or_create(&labels()).clone(),
+            requests: Default::default(),
+        });
+        handles.duration.observe(seconds);
+        // Every `Code` is 0..=16.
+        let index = usize::try_from(code as i32).unwrap_or(CODES);
+        match handles.requests.get(index) {
+            Some(counter) => counter.get_or_init(|| counter_for(labels())).inc(),
+            None => counter_for(labels()).inc(),
+        };
+    }
+}
+
 /// Whether an `Accept` header prefers OpenMetrics over the classic text format: the highest
 /// `q` of an `application/openmetrics-text` range against that of `text/plain`, `text/*` or
 /// `*/*` (a tie goes to OpenMetrics, which was named). Hand-written because the only other
@@ -300,6 +372,44 @@ mod tests {
     }
 
     #[cfg(target_os = "linux")]
+    /// Calls counted through a method's cached handles land in the same series as calls
+    /// counted by label, per protocol and per code.
+    #[test]
+    fn cached_handles_count_into_the_labelled_series() {
+        let metrics = Metrics::new();
+        let cached = MethodMetrics::default();
+        let names = ("a.v1.S", "M");
+        for _ in 0..3 {
+            metrics.record_call(Some(&cached), "grpc", names, Code::Ok, 0.001);
+        }
+        metrics.record_call(None, "grpc", names, Code::Ok, 0.001);
+        metrics.record_call(Some(&cached), "grpc", names, Code::NotFound, 0.001);
+        metrics.record_call(Some(&cached), "rest", names, Code::Ok, 0.001);
+        let count = |protocol: &'static str, code: &'static str| {
+            metrics
+                .requests
+                .get_or_create(&CallLabels {
+                    protocol,
+                    service: names.0.to_owned(),
+                    method: names.1.to_owned(),
+                    code,
+                })
+                .get()
+        };
+        assert_eq!(count("grpc", "OK"), 4);
+        assert_eq!(count("grpc", "NOT_FOUND"), 1);
+        assert_eq!(count("rest", "OK"), 1);
+        let text = metrics.render();
+        let observed = text
+            .lines()
+            .find(|l| {
+                l.starts_with("switchyard_request_duration_seconds_count")
+                    && l.contains("protocol=\"grpc\"")
+            })
+            .expect("grpc latency series");
+        assert!(observed.ends_with(" 5"), "{observed}");
+    }
+
     #[test]
     fn process_metrics_come_from_proc() {
         let text = Metrics::new().render();

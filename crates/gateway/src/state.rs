@@ -10,9 +10,10 @@ use prost_reflect::prost_types::method_options::IdempotencyLevel;
 use prost_reflect::{DescriptorPool, MethodDescriptor};
 use switchyard_transcode::{JsonOptions, RouteTable};
 
+use crate::call::handlers::InProcess;
 use crate::call::{Authenticator, Call, Handlers};
 use crate::gateway::{GatewayOptions, ServiceOptions};
-use crate::metrics::Metrics;
+use crate::metrics::{MethodMetrics, Metrics};
 
 /// Everything the per-request code reads.
 #[derive(Debug)]
@@ -58,6 +59,8 @@ impl GatewayState {
         Call {
             method: entry.descriptor.clone(),
             path: Arc::clone(&entry.path),
+            metrics: Arc::clone(&entry.metrics),
+            handler: entry.handler.clone(),
             timeout: self.timeout_for(service.full_name(), asked),
         }
     }
@@ -82,6 +85,10 @@ pub(crate) struct MethodEntry {
     pub(crate) path: Arc<str>,
     /// The descriptor says `idempotency_level = NO_SIDE_EFFECTS`: Connect may call it with GET.
     pub(crate) no_side_effects: bool,
+    /// Its metric handles, shared by every call to it.
+    pub(crate) metrics: Arc<MethodMetrics>,
+    /// Its in-process handler, if [`Handlers`] has one for it.
+    pub(crate) handler: Option<InProcess>,
 }
 
 /// Every method in the pool by its gRPC path, `/pkg.Service/Method`.
@@ -102,11 +109,20 @@ impl MethodIndex {
                     no_side_effects: no_side_effects(&method),
                     descriptor: method,
                     path: Arc::clone(&path),
+                    metrics: Arc::default(),
+                    handler: None,
                 };
                 (path, entry)
             })
             .collect();
         Self { by_path }
+    }
+
+    /// Gives every method `handlers` serves its in-process handler.
+    pub(crate) fn attach(&mut self, handlers: &Handlers) {
+        for (path, entry) in &mut self.by_path {
+            entry.handler = handlers.unary_handler(path);
+        }
     }
 
     pub(crate) fn get(&self, path: &str) -> Option<&MethodEntry> {

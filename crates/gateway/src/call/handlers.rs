@@ -27,6 +27,17 @@ pub(crate) type UnaryHandler = Arc<
         + Sync,
 >;
 
+/// The in-process handler of one method, as a [`Call`](super::Call) carries it: looked up once
+/// when the gateway is built, not by path on every call.
+#[derive(Clone)]
+pub(crate) struct InProcess(pub(crate) UnaryHandler);
+
+impl fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InProcess")
+    }
+}
+
 /// Authenticates the caller of an in-process call from its request metadata, before the body
 /// is read; what it returns (the caller, say) reaches the handler in the request's extensions.
 pub type Authenticator =
@@ -116,8 +127,8 @@ impl Handlers {
         self.unary.keys().map(String::as_str)
     }
 
-    pub(crate) fn unary_handler(&self, path: &str) -> Option<&UnaryHandler> {
-        self.unary.get(path)
+    pub(crate) fn unary_handler(&self, path: &str) -> Option<InProcess> {
+        self.unary.get(path).cloned().map(InProcess)
     }
 }
 
@@ -147,7 +158,7 @@ mod tests {
         let mut metadata = HeaderMap::new();
         metadata.insert("x-who", http::HeaderValue::from_static("me"));
         let request = prost::Message::encode_to_vec(&"hi".to_owned());
-        let reply = handler(metadata, tonic::Extensions::default(), Bytes::from(request)).await;
+        let reply = (handler.0)(metadata, tonic::Extensions::default(), Bytes::from(request)).await;
         let reply = reply.unwrap_or_else(|s| panic!("{s:?}"));
         let answer: String = prost::Message::decode(reply.message).unwrap_or_default();
         assert_eq!(answer, "me:hi");
@@ -163,7 +174,7 @@ mod tests {
         let Some(handler) = handlers.unary_handler("/a.B/C") else {
             panic!("handler missing");
         };
-        let got = handler(
+        let got = (handler.0)(
             HeaderMap::new(),
             tonic::Extensions::default(),
             Bytes::from_static(b"\x0a\x05ab"),

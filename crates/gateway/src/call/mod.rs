@@ -16,7 +16,7 @@
 
 pub(crate) mod compression;
 pub(crate) mod frame;
-mod handlers;
+pub(crate) mod handlers;
 pub(crate) mod upstream;
 
 use std::pin::Pin;
@@ -43,6 +43,10 @@ pub(crate) struct Call {
     pub(crate) method: MethodDescriptor,
     /// Its gRPC path, `/pkg.Service/Method`.
     pub(crate) path: Arc<str>,
+    /// The method's metric handles (see [`crate::metrics::MethodMetrics`]).
+    pub(crate) metrics: Arc<crate::metrics::MethodMetrics>,
+    /// Its in-process handler (serve's unary methods); `None`: the inner service answers.
+    pub(crate) handler: Option<handlers::InProcess>,
     /// The deadline: the client's, else the service's or the server's default.
     pub(crate) timeout: Option<Duration>,
 }
@@ -105,12 +109,8 @@ where
     }
     let timeout = call.timeout;
     let work = async move {
-        let reply = match state
-            .handlers
-            .as_ref()
-            .and_then(|h| h.unary_handler(&call.path))
-        {
-            Some(handler) => handler(metadata, extensions, message).await?,
+        let reply = match &call.handler {
+            Some(handler) => (handler.0)(metadata, extensions, message).await?,
             None => {
                 upstream::unary(inner, &call.path, call.timeout, metadata, message, limit).await?
             }
@@ -175,14 +175,7 @@ pub(crate) async fn authenticate(
     metadata: &HeaderMap,
 ) -> Result<tonic::Extensions, Status> {
     match &state.authenticator {
-        Some(authenticate)
-            if state
-                .handlers
-                .as_ref()
-                .is_some_and(|h| h.contains(&call.path)) =>
-        {
-            (authenticate.0)(metadata).await
-        }
+        Some(authenticate) if call.handler.is_some() => (authenticate.0)(metadata).await,
         _ => Ok(tonic::Extensions::default()),
     }
 }

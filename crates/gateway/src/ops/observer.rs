@@ -19,7 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tonic::Code;
 
 use crate::detect::Protocol;
-use crate::metrics::{CallLabels, MethodLabels, Metrics, ProtocolLabels};
+use crate::metrics::{MethodMetrics, Metrics, ProtocolLabels};
 use crate::ops::REQUEST_ID;
 use crate::server::PeerAddr;
 
@@ -38,6 +38,8 @@ pub(crate) struct Observer {
     started: Instant,
     /// The service and method names once the protocol module has found the method.
     method: Option<(Arc<str>, usize)>,
+    /// That method's metric handles, when the descriptors know it.
+    method_metrics: Option<Arc<MethodMetrics>>,
     in_flight: Option<Gauge>,
     /// The outcome known so far: for a stream, its HTTP status until the last item's code.
     code: Option<Code>,
@@ -70,6 +72,7 @@ impl Observer {
             request_id: request.headers().get(REQUEST_ID).cloned(),
             started: Instant::now(),
             method: None,
+            method_metrics: None,
             in_flight,
             code: None,
             http_status: None,
@@ -77,10 +80,12 @@ impl Observer {
         }
     }
 
-    /// The method the call reached, by its gRPC path `/pkg.Service/Method`.
-    pub(crate) fn set_method(&mut self, path: &Arc<str>) {
+    /// The method the call reached, by its gRPC path `/pkg.Service/Method`, and its metric
+    /// handles when the descriptors know it.
+    pub(crate) fn set_method(&mut self, path: &Arc<str>, metrics: Option<&Arc<MethodMetrics>>) {
         if let Some(slash) = path.get(1..).and_then(|p| p.find('/')) {
             self.method = Some((Arc::clone(path), slash + 1));
+            self.method_metrics = metrics.cloned();
         }
     }
 
@@ -126,24 +131,13 @@ impl Observer {
             gauge.dec();
         }
         if let Some(metrics) = &self.metrics {
-            let labels = MethodLabels {
-                protocol: self.protocol,
-                service: service.to_owned(),
-                method: method.to_owned(),
-            };
-            metrics
-                .duration
-                .get_or_create(&labels)
-                .observe(took.as_secs_f64());
-            metrics
-                .requests
-                .get_or_create(&CallLabels {
-                    protocol: labels.protocol,
-                    service: labels.service,
-                    method: labels.method,
-                    code: code_name,
-                })
-                .inc();
+            metrics.record_call(
+                self.method_metrics.as_deref(),
+                self.protocol,
+                (service, method),
+                code,
+                took.as_secs_f64(),
+            );
         }
         tracing::info!(
             target: "switchyard::access",
@@ -175,6 +169,7 @@ impl Drop for Observer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::CallLabels;
 
     fn request() -> Request<()> {
         let mut request = Request::new(());
@@ -203,7 +198,7 @@ mod tests {
             .get_or_create(&ProtocolLabels { protocol: "grpc" })
             .get();
         assert_eq!(gauge, 1);
-        observer.set_method(&Arc::from("/a.B/C"));
+        observer.set_method(&Arc::from("/a.B/C"), None);
         observer.finish(Code::NotFound, StatusCode::OK);
         assert_eq!(count(&metrics, "NOT_FOUND"), 1);
         assert_eq!(
@@ -219,7 +214,7 @@ mod tests {
     fn dropped_call_is_cancelled() {
         let metrics = Arc::new(Metrics::new());
         let mut observer = Observer::start(Some(&metrics), Protocol::Grpc, &request());
-        observer.set_method(&Arc::from("/a.B/C"));
+        observer.set_method(&Arc::from("/a.B/C"), None);
         drop(observer);
         assert_eq!(count(&metrics, "CANCELLED"), 1);
         assert_eq!(
@@ -235,7 +230,7 @@ mod tests {
     fn stream_code_comes_from_its_end() {
         let metrics = Arc::new(Metrics::new());
         let mut observer = Observer::start(Some(&metrics), Protocol::Grpc, &request());
-        observer.set_method(&Arc::from("/a.B/C"));
+        observer.set_method(&Arc::from("/a.B/C"), None);
         observer.set_http_status(StatusCode::OK);
         observer.set_code(Code::Internal);
         drop(observer);

@@ -74,11 +74,8 @@ pub(crate) fn from_proto(
 
 /// Whether the call runs in-process (serve's unary handlers): their binary requests are
 /// decoded by the handler itself; an upstream's are checked here first.
-pub(crate) fn in_process(state: &GatewayState, call: &Call) -> bool {
-    state
-        .handlers
-        .as_ref()
-        .is_some_and(|h| h.contains(&call.path))
+pub(crate) fn in_process(call: &Call) -> bool {
+    call.handler.is_some()
 }
 
 /// The codec a gRPC or gRPC-Web content type names: `application/grpc[-web[-text]]` alone or

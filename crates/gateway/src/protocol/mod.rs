@@ -110,6 +110,9 @@ pub(crate) trait ClientProtocol: Send + Sync {
     /// # Errors
     ///
     /// An unknown method, a malformed header, anything refused before the body is read.
+    // A refusal is the rare path, returned once and answered at once: boxing it would cost
+    // an allocation on it for nothing on the common one.
+    #[allow(clippy::result_large_err)]
     fn decode_head(
         &self,
         state: &GatewayState,
@@ -216,7 +219,7 @@ where
             return response;
         }
     };
-    observer.set_method(&call.path);
+    observer.set_method(&call.path, Some(&call.metrics));
     let fail = |observer: Observer, stage, status: Status| {
         let response = protocol.encode_error(state, stage, &status);
         observer.finish(status.code(), response.status());

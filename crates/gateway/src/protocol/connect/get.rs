@@ -264,10 +264,7 @@ impl ClientProtocol for ConnectGet {
             limit,
             Side::Request,
         )?;
-        let in_process = state
-            .handlers
-            .as_ref()
-            .is_some_and(|h| h.contains(&call.path));
+        let in_process = crate::protocol::codec::in_process(call);
         to_proto(
             &call.method.input(),
             head.codec,

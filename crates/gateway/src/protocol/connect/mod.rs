@@ -100,7 +100,7 @@ impl ClientProtocol for ConnectUnary {
             self.codec,
             body,
             json_for(state, call),
-            !in_process(state, call),
+            !in_process(call),
         )
     }
 

@@ -52,7 +52,7 @@ impl ConnectStream {
         let input = call.method.input();
         let json = json_for(state, call).clone();
         let codec = self.codec;
-        let check = !in_process(state, call);
+        let check = !in_process(call);
         let limit = state.opts.max_message_bytes;
         let envelopes = frame::envelopes(body, limit, Side::Request, None);
         Box::pin(envelopes.filter_map(move |envelope| {
