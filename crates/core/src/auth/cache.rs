@@ -218,7 +218,7 @@ mod tests {
         Caller {
             user_id: user.into(),
             org_id: "o".into(),
-            memberships: vec![],
+            memberships: Vec::new().into(),
         }
     }
 

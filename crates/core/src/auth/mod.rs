@@ -20,8 +20,9 @@ pub struct Caller {
     pub user_id: String,
     /// The caller's own org (its resource owner): the default org context.
     pub org_id: String,
-    /// The caller's roles.
-    pub memberships: Vec<Membership>,
+    /// The caller's roles. Shared: a caller is cloned from the token cache and into each
+    /// command, and its roles never change once read.
+    pub memberships: std::sync::Arc<[Membership]>,
 }
 
 impl Caller {
@@ -111,7 +112,7 @@ pub async fn authenticate(
     let caller = Caller {
         user_id: user.id,
         org_id: user.resource_owner,
-        memberships,
+        memberships: memberships.into(),
     };
     if let (Some(cache), Some((hash, expiration_us, generation))) = (cache, cached) {
         cache.insert(hash, &caller, expiration_us, generation);

@@ -67,7 +67,7 @@ impl Core {
         let admin = Caller {
             user_id: admin_id.clone(),
             org_id: org_id.clone(),
-            memberships: vec![],
+            memberships: Vec::new().into(),
         };
         let org = Org {
             id: org_id.clone(),

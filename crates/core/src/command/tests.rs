@@ -251,7 +251,7 @@ async fn v1_scopes_users_to_the_org_context_and_v2_checks_permission() {
     let nobody = crate::auth::Caller {
         user_id: "x".into(),
         org_id: second.id.clone(),
-        memberships: vec![],
+        memberships: Vec::new().into(),
     };
     let err = f
         .core
