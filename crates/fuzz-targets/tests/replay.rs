@@ -1,6 +1,8 @@
 //! The short fuzzing pass of the test command, on the stable toolchain: every committed seed
-//! (`fuzz/corpus/<target>/`) and every crash regression (`fuzz/regressions/<target>/`) goes
-//! through its target function, the very one libFuzzer drives. A target without seeds, or a
+//! (`fuzz/corpus/<target>/`), every input a long libFuzzer run found new coverage with
+//! (`fuzz/found/<target>/`, merged and minimized) and every crash regression
+//! (`fuzz/regressions/<target>/`) goes through its target function, the very one libFuzzer
+//! drives. A target without seeds, or a
 //! directory naming no target, fails the test.
 
 use std::path::{Path, PathBuf};
@@ -40,7 +42,7 @@ fn replay(kind: &str) -> usize {
 
 #[test]
 fn every_target_has_seeds_and_every_directory_a_target() {
-    for kind in ["corpus", "regressions"] {
+    for kind in ["corpus", "found", "regressions"] {
         let Ok(entries) = std::fs::read_dir(fuzz_dir().join(kind)) else {
             continue;
         };
@@ -63,6 +65,11 @@ fn every_target_has_seeds_and_every_directory_a_target() {
 #[test]
 fn seed_corpora_replay_without_a_failure() {
     assert!(replay("corpus") > 0);
+}
+
+#[test]
+fn found_corpora_replay_without_a_failure() {
+    replay("found");
 }
 
 #[test]
