@@ -1,5 +1,7 @@
-//! The group committer: one task takes the commits waiting, writes them in one transaction with
-//! a SAVEPOINT around each (so that a failing one fails alone), and answers each.
+//! The group committer: one task takes the commits waiting, writes them in one transaction and
+//! answers each. First optimistically, the whole batch in one flight ([`optimistic`]); only if
+//! a commit fails, again with a SAVEPOINT around each, so that a failing one fails alone
+//! ([`careful`]). SQLite's writer does the same (`store/sqlite/group_commit.rs`).
 
 use deadpool_postgres::{Pool, Transaction};
 use tokio::sync::mpsc;
@@ -24,19 +26,77 @@ async fn commit_batch(pool: &Pool, batch: Vec<Pending>) {
         Ok(client) => client,
         Err(e) => return fan_out::fail(batch, &super::pool_error(e)),
     };
-    let mut tx = match client.transaction().await {
-        Ok(tx) => tx,
-        Err(e) => return fan_out::fail(batch, &backend(e)),
+    let outcomes = match optimistic(&mut client, &batch).await {
+        Ok(()) => {
+            crate::store::stats::record(started.elapsed(), size);
+            batch.iter().map(|_| Ok(())).collect()
+        }
+        Err(Outcome::Uncertain(e)) => return fan_out::fail(batch, &e),
+        Err(Outcome::Refused) => match careful(&mut client, &batch).await {
+            Ok(outcomes) => {
+                crate::store::stats::record(started.elapsed(), size);
+                outcomes
+            }
+            Err(e) => return fan_out::fail(batch, &e),
+        },
     };
+    fan_out::answer(batch, outcomes);
+}
+
+/// Why the optimistic pass did not commit.
+enum Outcome {
+    /// A statement failed: the transaction was rolled back, nothing of the batch is kept, and
+    /// the careful pass can decide each commit.
+    Refused,
+    /// The transaction could not begin or roll back, or its COMMIT failed (then whether it
+    /// reached the disk is not known): every commit of the batch fails with this.
+    Uncertain(StoreError),
+}
+
+/// The fast pass: every commit of the batch in one transaction without savepoints, all their
+/// statements in one flight (sent in order before the first answer is awaited, see
+/// [`apply_commit`]), then COMMIT: three round trips (BEGIN, the batch, COMMIT) whatever the batch's size. A failure is rare (a
+/// lost race, a taken name), and PostgreSQL rejects every statement after the first failure,
+/// so the batch is then rolled back and decided by [`careful`].
+async fn optimistic(
+    client: &mut deadpool_postgres::Object,
+    batch: &[Pending],
+) -> Result<(), Outcome> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| Outcome::Uncertain(backend(e)))?;
+    let writes_with = prepare_writes(&tx).await.map_err(Outcome::Uncertain)?;
+    let applied = futures_util::future::join_all(
+        batch
+            .iter()
+            .map(|pending| apply_commit(&tx, &writes_with, &pending.commit)),
+    )
+    .await;
+    if applied.iter().any(Result::is_err) {
+        tx.rollback()
+            .await
+            .map_err(|e| Outcome::Uncertain(backend(e)))?;
+        return Err(Outcome::Refused);
+    }
+    tx.commit()
+        .await
+        .map_err(|e| Outcome::Uncertain(backend(e)))
+}
+
+/// The careful pass: one transaction, a SAVEPOINT around each commit, so that a failing one
+/// fails alone; the outcome of each, or the error that kept the transaction from beginning.
+async fn careful(
+    client: &mut deadpool_postgres::Object,
+    batch: &[Pending],
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let mut tx = client.transaction().await.map_err(backend)?;
     let mut outcomes = Vec::with_capacity(batch.len());
-    for pending in &batch {
+    for pending in batch {
         outcomes.push(apply_in_savepoint(&mut tx, &pending.commit).await);
     }
     let end = tx.commit().await.map_err(backend);
-    if end.is_ok() {
-        crate::store::stats::record(started.elapsed(), size);
-    }
-    fan_out::answer(batch, fan_out::settle(outcomes, end));
+    Ok(fan_out::settle(outcomes, end))
 }
 
 /// One commit of a batch inside its own SAVEPOINT: on failure only it is rolled back.
