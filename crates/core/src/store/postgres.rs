@@ -23,14 +23,18 @@ use tokio_postgres::{NoTls, Row, Statement};
 use super::query::UserQuery;
 use super::scope::scope_key;
 use super::sql::fan_out::{MAX_BATCH, Pending, stopped};
+use super::sql::rows::{
+    self, EVENTS_OF_AGGREGATE, ORG_BY_ID, SqlRow, TOKEN_BY_HASH, USER_BY_ID, USER_COLUMNS,
+    token_columns,
+};
 use super::sql::search::user_search;
-use super::sql::{UserColumns, decode_kind, decode_roles, decode_scope, encode_roles};
+use super::sql::{UserColumns, encode_roles, export};
 use super::{
     Commit, Constraint, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage,
 };
 use crate::domain::org::{MemberScope, Membership, Org};
 use crate::domain::token::PersonalAccessToken;
-use crate::domain::user::{User, UserState};
+use crate::domain::user::User;
 use group_commit::run_committer;
 use migrate::migrate;
 
@@ -454,61 +458,39 @@ async fn write_projection(
     Ok(())
 }
 
-const USER_COLUMNS: &str =
-    "id, resource_owner, username, state, data, password_hash, sequence, created_us, changed_us";
-
-fn user_from_row(row: &Row) -> Result<User, StoreError> {
-    let state: String = row.try_get(3).map_err(backend)?;
-    let data: String = row.try_get(4).map_err(backend)?;
-    let sequence: i64 = row.try_get(6).map_err(backend)?;
-    let state = UserState::parse(&state)
-        .ok_or_else(|| StoreError::backend(format!("unknown user state {state:?}")))?;
-    let kind = decode_kind(&data)?;
-    Ok(User {
-        id: row.try_get(0).map_err(backend)?,
-        resource_owner: row.try_get(1).map_err(backend)?,
-        username: row.try_get(2).map_err(backend)?,
-        state,
-        kind,
-        password_hash: row.try_get(5).map_err(backend)?,
-        sequence: sequence as u64,
-        created_us: row.try_get(7).map_err(backend)?,
-        changed_us: row.try_get(8).map_err(backend)?,
-    })
+impl SqlRow for Row {
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        self.try_get(i).map_err(backend)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        self.try_get(i).map_err(backend)
+    }
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        self.try_get(i).map_err(backend)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        self.try_get(i).map_err(backend)
+    }
+    fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError> {
+        self.try_get(i).map_err(backend)
+    }
+    fn json(&self, i: usize) -> Result<serde_json::Value, StoreError> {
+        self.try_get(i).map_err(backend)
+    }
 }
 
-const TOKEN_COLUMNS: &str = "id, user_id, resource_owner, hash, expiration_us, created_us";
+const TOKENS_OF_USER: &str = concat!(
+    "SELECT ",
+    token_columns!(),
+    " FROM tokens WHERE user_id = $1 ORDER BY created_us, id COLLATE \"C\""
+);
 
-fn token_from_row(row: &Row) -> Result<PersonalAccessToken, StoreError> {
-    let stored: Vec<u8> = row.try_get(3).map_err(backend)?;
-    let hash: [u8; 32] = stored
-        .try_into()
-        .map_err(|_| StoreError::backend("token hash is not 32 bytes".to_owned()))?;
-    Ok(PersonalAccessToken {
-        id: row.try_get(0).map_err(backend)?,
-        user_id: row.try_get(1).map_err(backend)?,
-        resource_owner: row.try_get(2).map_err(backend)?,
-        hash,
-        expiration_us: row.try_get(4).map_err(backend)?,
-        created_us: row.try_get(5).map_err(backend)?,
-    })
-}
-
-fn events_from_rows(rows: Vec<Row>) -> Result<Vec<StoredEvent>, StoreError> {
-    rows.iter()
-        .map(|row| {
-            Ok(StoredEvent {
-                position: row.try_get(0).map_err(backend)?,
-                aggregate_id: row.try_get(1).map_err(backend)?,
-                sequence: row.try_get::<_, i64>(2).map_err(backend)? as u64,
-                event_type: row.try_get(3).map_err(backend)?,
-                payload: row.try_get(4).map_err(backend)?,
-                resource_owner: row.try_get(5).map_err(backend)?,
-                creator: row.try_get(6).map_err(backend)?,
-                created_us: row.try_get(7).map_err(backend)?,
-            })
-        })
-        .collect()
+/// Decodes every row of `rows` with `decode`.
+fn decode_all<T>(
+    rows: &[Row],
+    decode: impl Fn(&dyn SqlRow) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    rows.iter().map(|row| decode(row)).collect()
 }
 
 #[async_trait]
@@ -531,15 +513,12 @@ impl EventStore for PostgresStore {
 
     async fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-            .await
-            .map_err(backend)?;
+        let stmt = client.prepare_cached(USER_BY_ID).await.map_err(backend)?;
         client
             .query_opt(&stmt, &[&id])
             .await
             .map_err(backend)?
-            .map(|row| user_from_row(&row))
+            .map(|row| rows::user(&row))
             .transpose()
     }
 
@@ -558,10 +537,7 @@ impl EventStore for PostgresStore {
             .try_get(0)
             .map_err(backend)?;
         let rows = client.query(&search.page, &params).await.map_err(backend)?;
-        let users = rows
-            .iter()
-            .map(user_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let users = decode_all(&rows, rows::user)?;
         Ok(UserPage {
             users,
             total: total as u64,
@@ -570,45 +546,25 @@ impl EventStore for PostgresStore {
 
     async fn org(&self, id: &str) -> Result<Option<Org>, StoreError> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT id, name, primary_domain, sequence, created_us, changed_us FROM orgs WHERE id = $1",
-            )
+        let stmt = client.prepare_cached(ORG_BY_ID).await.map_err(backend)?;
+        client
+            .query_opt(&stmt, &[&id])
             .await
-            .map_err(backend)?;
-        let Some(row) = client.query_opt(&stmt, &[&id]).await.map_err(backend)? else {
-            return Ok(None);
-        };
-        Ok(Some(Org {
-            id: row.try_get(0).map_err(backend)?,
-            name: row.try_get(1).map_err(backend)?,
-            primary_domain: row.try_get(2).map_err(backend)?,
-            sequence: row.try_get::<_, i64>(3).map_err(backend)? as u64,
-            created_us: row.try_get(4).map_err(backend)?,
-            changed_us: row.try_get(5).map_err(backend)?,
-        }))
+            .map_err(backend)?
+            .map(|row| rows::org(&row))
+            .transpose()
     }
 
     async fn memberships(&self, user_id: &str) -> Result<Vec<Membership>, StoreError> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached("SELECT scope, roles FROM members WHERE user_id = $1 ORDER BY scope")
+            .prepare_cached(
+                "SELECT scope, user_id, roles FROM members WHERE user_id = $1 ORDER BY scope",
+            )
             .await
             .map_err(backend)?;
         let rows = client.query(&stmt, &[&user_id]).await.map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let scope: String = row.try_get(0).map_err(backend)?;
-                let roles: String = row.try_get(1).map_err(backend)?;
-                let scope = decode_scope(&scope)?;
-                let roles: Vec<String> = decode_roles(&roles)?;
-                Ok(Membership {
-                    scope,
-                    user_id: user_id.to_owned(),
-                    roles,
-                })
-            })
-            .collect()
+        decode_all(&rows, rows::member)
     }
 
     async fn token_by_hash(
@@ -617,16 +573,14 @@ impl EventStore for PostgresStore {
     ) -> Result<Option<PersonalAccessToken>, StoreError> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1"
-            ))
+            .prepare_cached(TOKEN_BY_HASH)
             .await
             .map_err(backend)?;
         client
             .query_opt(&stmt, &[&&hash[..]])
             .await
             .map_err(backend)?
-            .map(|row| token_from_row(&row))
+            .map(|row| rows::token(&row))
             .transpose()
     }
 
@@ -634,7 +588,8 @@ impl EventStore for PostgresStore {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
-                "SELECT user_id, roles FROM members WHERE scope = $1 ORDER BY user_id COLLATE \"C\"",
+                "SELECT scope, user_id, roles FROM members WHERE scope = $1 \
+                 ORDER BY user_id COLLATE \"C\"",
             )
             .await
             .map_err(backend)?;
@@ -642,28 +597,17 @@ impl EventStore for PostgresStore {
             .query(&stmt, &[&scope_key(scope)])
             .await
             .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let roles: String = row.try_get(1).map_err(backend)?;
-                Ok(Membership {
-                    scope: scope.clone(),
-                    user_id: row.try_get(0).map_err(backend)?,
-                    roles: decode_roles(&roles)?,
-                })
-            })
-            .collect()
+        decode_all(&rows, rows::member)
     }
 
     async fn tokens(&self, user_id: &str) -> Result<Vec<PersonalAccessToken>, StoreError> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = $1 ORDER BY created_us, id COLLATE \"C\""
-            ))
+            .prepare_cached(TOKENS_OF_USER)
             .await
             .map_err(backend)?;
         let rows = client.query(&stmt, &[&user_id]).await.map_err(backend)?;
-        rows.iter().map(token_from_row).collect()
+        decode_all(&rows, rows::token)
     }
 
     async fn has_orgs(&self) -> Result<bool, StoreError> {
@@ -679,106 +623,35 @@ impl EventStore for PostgresStore {
     async fn events(&self, aggregate_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(
-                "SELECT position, aggregate_id, sequence, event_type, payload, resource_owner, \
-                 creator, created_us FROM events WHERE aggregate_id = $1 ORDER BY sequence",
-            )
+            .prepare_cached(EVENTS_OF_AGGREGATE)
             .await
             .map_err(backend)?;
         let rows = client
             .query(&stmt, &[&aggregate_id])
             .await
             .map_err(backend)?;
-        events_from_rows(rows)
+        decode_all(&rows, rows::event)
     }
 
     async fn log(&self, after: i64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(
-                "SELECT position, aggregate_id, sequence, event_type, payload, resource_owner, \
-                 creator, created_us, aggregate_type FROM events WHERE position > $1 \
-                 ORDER BY position LIMIT $2",
-            )
+            .prepare_cached(export::LOG_PAGE)
             .await
             .map_err(backend)?;
         let rows = client
             .query(&stmt, &[&after, &i64::from(limit)])
             .await
             .map_err(backend)?;
-        let types = rows
-            .iter()
-            .map(|row| row.try_get::<_, String>(8).map_err(backend))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(types
-            .into_iter()
-            .zip(events_from_rows(rows)?)
-            .map(|(aggregate_type, event)| LogEntry {
-                aggregate_type,
-                event,
-            })
-            .collect())
+        decode_all(&rows, rows::log_entry)
     }
 
     async fn projections(&self) -> Result<Vec<ProjectionWrite>, StoreError> {
         let client = self.client().await?;
         let mut out = Vec::new();
-        let users = client
-            .query(
-                &format!("SELECT {USER_COLUMNS} FROM users ORDER BY created_us, id COLLATE \"C\""),
-                &[],
-            )
-            .await
-            .map_err(backend)?;
-        for row in &users {
-            out.push(ProjectionWrite::User(user_from_row(row)?));
-        }
-        let orgs = client
-            .query(
-                "SELECT id, name, primary_domain, sequence, created_us, changed_us FROM orgs \
-                 ORDER BY created_us, id COLLATE \"C\"",
-                &[],
-            )
-            .await
-            .map_err(backend)?;
-        for row in &orgs {
-            out.push(ProjectionWrite::Org(Org {
-                id: row.try_get(0).map_err(backend)?,
-                name: row.try_get(1).map_err(backend)?,
-                primary_domain: row.try_get(2).map_err(backend)?,
-                sequence: row.try_get::<_, i64>(3).map_err(backend)? as u64,
-                created_us: row.try_get(4).map_err(backend)?,
-                changed_us: row.try_get(5).map_err(backend)?,
-            }));
-        }
-        let members = client
-            .query(
-                "SELECT scope, user_id, roles FROM members \
-                 ORDER BY scope COLLATE \"C\", user_id COLLATE \"C\"",
-                &[],
-            )
-            .await
-            .map_err(backend)?;
-        for row in &members {
-            let scope: String = row.try_get(0).map_err(backend)?;
-            let roles: String = row.try_get(2).map_err(backend)?;
-            out.push(ProjectionWrite::Member(Membership {
-                scope: decode_scope(&scope)?,
-                user_id: row.try_get(1).map_err(backend)?,
-                roles: decode_roles(&roles)?,
-            }));
-        }
-        let tokens = client
-            .query(
-                &format!(
-                    "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_us, id COLLATE \"C\""
-                ),
-                &[],
-            )
-            .await
-            .map_err(backend)?;
-        for row in &tokens {
-            out.push(ProjectionWrite::Token(token_from_row(row)?));
+        for (sql, decode) in export::projection_reads::<query::Postgres>() {
+            let rows = client.query(&sql, &[]).await.map_err(backend)?;
+            out.extend(decode_all(&rows, |row| decode(row))?);
         }
         Ok(out)
     }

@@ -12,18 +12,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row};
+use rusqlite::{Connection, Row};
 
 use super::query::UserQuery;
 use super::scope::scope_key;
+use super::sql::rows::{
+    self, EVENTS_OF_AGGREGATE, ORG_BY_ID, SqlRow, TOKEN_BY_HASH, USER_BY_ID, USER_COLUMNS,
+    token_columns,
+};
 use super::sql::search::user_search;
-use super::sql::{decode_kind, decode_roles, decode_scope};
 use super::{
     Commit, Constraint, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage,
 };
 use crate::domain::org::{MemberScope, Membership, Org};
 use crate::domain::token::PersonalAccessToken;
-use crate::domain::user::{User, UserState};
+use crate::domain::user::User;
 
 const READERS: usize = 4;
 /// Prepared statements kept per connection: more than the write and read paths use.
@@ -316,39 +319,58 @@ fn classify(e: rusqlite::Error, on_unique: OnUnique<'_>) -> StoreError {
     backend(e)
 }
 
-/// The user columns every user read selects, as [`user_from_row`] reads them.
-macro_rules! user_columns {
-    () => {
-        "id, resource_owner, username, state, data, password_hash, sequence, created_us, changed_us"
-    };
+impl SqlRow for Row<'_> {
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        self.get(i).map_err(backend)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        self.get(i).map_err(backend)
+    }
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        self.get(i).map_err(backend)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        self.get(i).map_err(backend)
+    }
+    fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError> {
+        self.get(i).map_err(backend)
+    }
+    fn json(&self, i: usize) -> Result<serde_json::Value, StoreError> {
+        // Stored as text.
+        let text: String = self.get(i).map_err(backend)?;
+        serde_json::from_str(&text).map_err(|e| StoreError::backend(format!("decode payload: {e}")))
+    }
 }
-const USER_COLUMNS: &str = user_columns!();
-const USER_BY_ID: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1");
 
-fn user_from_row(row: &Row<'_>) -> rusqlite::Result<Result<User, StoreError>> {
-    let state: String = row.get(3)?;
-    let data: String = row.get(4)?;
-    let sequence: i64 = row.get(6)?;
-    let Some(state) = UserState::parse(&state) else {
-        return Ok(Err(StoreError::backend(format!(
-            "unknown user state {state:?}"
-        ))));
-    };
-    let kind = match decode_kind(&data) {
-        Ok(kind) => kind,
-        Err(e) => return Ok(Err(e)),
-    };
-    Ok(Ok(User {
-        id: row.get(0)?,
-        resource_owner: row.get(1)?,
-        username: row.get(2)?,
-        state,
-        kind,
-        password_hash: row.get(5)?,
-        sequence: sequence as u64,
-        created_us: row.get(7)?,
-        changed_us: row.get(8)?,
-    }))
+/// Runs the cached statement `sql` with `params` and decodes every row with `decode`.
+fn query<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl Fn(&dyn SqlRow) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+    let mut rows = stmt.query(params).map_err(backend)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(backend)? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
+/// Runs the cached statement `sql` with `params` and decodes its first row, if any.
+fn query_opt<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl Fn(&dyn SqlRow) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+    let mut rows = stmt.query(params).map_err(backend)?;
+    rows.next()
+        .map_err(backend)?
+        .map(|row| decode(row))
+        .transpose()
 }
 
 fn list_users(conn: &Connection, query: &UserQuery) -> Result<UserPage, StoreError> {
@@ -361,61 +383,18 @@ fn list_users(conn: &Connection, query: &UserQuery) -> Result<UserPage, StoreErr
             |row| row.get(0),
         )
         .map_err(backend)?;
-    let mut stmt = conn.prepare(&search.page).map_err(backend)?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(params.iter()), user_from_row)
-        .map_err(backend)?;
-    let mut users = Vec::new();
-    for row in rows {
-        users.push(row.map_err(backend)??);
-    }
+    let users = self::query(
+        conn,
+        &search.page,
+        rusqlite::params_from_iter(params.iter()),
+        rows::user,
+    )?;
     Ok(UserPage {
         users,
         total: total as u64,
     })
 }
 
-fn stored_event_from_row(row: &Row<'_>) -> rusqlite::Result<Result<StoredEvent, StoreError>> {
-    let payload: String = row.get(4)?;
-    let payload = match serde_json::from_str(&payload) {
-        Ok(payload) => payload,
-        Err(e) => return Ok(Err(StoreError::backend(format!("decode payload: {e}")))),
-    };
-    Ok(Ok(StoredEvent {
-        position: row.get(0)?,
-        aggregate_id: row.get(1)?,
-        sequence: row.get::<_, i64>(2)? as u64,
-        event_type: row.get(3)?,
-        payload,
-        resource_owner: row.get(5)?,
-        creator: row.get(6)?,
-        created_us: row.get(7)?,
-    }))
-}
-
-fn token_from_row(row: &Row<'_>) -> rusqlite::Result<PersonalAccessToken> {
-    let stored: Vec<u8> = row.get(3)?;
-    let mut hash = [0u8; 32];
-    if stored.len() == 32 {
-        hash.copy_from_slice(&stored);
-    }
-    Ok(PersonalAccessToken {
-        id: row.get(0)?,
-        user_id: row.get(1)?,
-        resource_owner: row.get(2)?,
-        hash,
-        expiration_us: row.get(4)?,
-        created_us: row.get(5)?,
-    })
-}
-
-macro_rules! token_columns {
-    () => {
-        "id, user_id, resource_owner, hash, expiration_us, created_us"
-    };
-}
-const TOKEN_COLUMNS: &str = token_columns!();
-const TOKEN_BY_HASH: &str = concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = ?1");
 const TOKENS_OF_USER: &str = concat!(
     "SELECT ",
     token_columns!(),
@@ -423,52 +402,20 @@ const TOKENS_OF_USER: &str = concat!(
 );
 
 fn read_user(conn: &Connection, id: &str) -> Result<Option<User>, StoreError> {
-    conn.prepare_cached(USER_BY_ID)
-        .and_then(|mut stmt| stmt.query_row([id], user_from_row).optional())
-        .map_err(backend)?
-        .transpose()
-}
-
-/// An org of `SELECT id, name, primary_domain, sequence, created_us, changed_us`.
-fn org_from_row(row: &Row<'_>) -> rusqlite::Result<Org> {
-    Ok(Org {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        primary_domain: row.get(2)?,
-        sequence: row.get::<_, i64>(3)? as u64,
-        created_us: row.get(4)?,
-        changed_us: row.get(5)?,
-    })
+    query_opt(conn, USER_BY_ID, [id], rows::user)
 }
 
 fn read_org(conn: &Connection, id: &str) -> Result<Option<Org>, StoreError> {
-    conn.prepare_cached(
-        "SELECT id, name, primary_domain, sequence, created_us, changed_us FROM orgs WHERE id = ?1",
-    )
-    .and_then(|mut stmt| stmt.query_row([id], org_from_row).optional())
-    .map_err(backend)
+    query_opt(conn, ORG_BY_ID, [id], rows::org)
 }
 
 fn read_members(conn: &Connection, scope: &MemberScope) -> Result<Vec<Membership>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT user_id, roles FROM members WHERE scope = ?1 ORDER BY user_id")
-        .map_err(backend)?;
-    let rows = stmt
-        .query_map([scope_key(scope)], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-        })
-        .map_err(backend)?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (user_id, roles) = row.map_err(backend)?;
-        let roles: Vec<String> = decode_roles(&roles)?;
-        out.push(Membership {
-            scope: scope.clone(),
-            user_id,
-            roles,
-        });
-    }
-    Ok(out)
+    query(
+        conn,
+        "SELECT scope, user_id, roles FROM members WHERE scope = ?1 ORDER BY user_id",
+        [scope_key(scope)],
+        rows::member,
+    )
 }
 
 #[async_trait]
@@ -530,26 +477,12 @@ impl EventStore for SqliteStore {
     async fn memberships(&self, user_id: &str) -> Result<Vec<Membership>, StoreError> {
         let user_id = user_id.to_owned();
         self.point_read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT scope, roles FROM members WHERE user_id = ?1")
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map([&user_id], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-                })
-                .map_err(backend)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (scope, roles) = row.map_err(backend)?;
-                let scope = decode_scope(&scope)?;
-                let roles: Vec<String> = decode_roles(&roles)?;
-                out.push(Membership {
-                    scope,
-                    user_id: user_id.clone(),
-                    roles,
-                });
-            }
-            Ok(out)
+            query(
+                conn,
+                "SELECT scope, user_id, roles FROM members WHERE user_id = ?1",
+                [&user_id],
+                rows::member,
+            )
         })
         .await
     }
@@ -559,24 +492,14 @@ impl EventStore for SqliteStore {
         hash: &[u8; 32],
     ) -> Result<Option<PersonalAccessToken>, StoreError> {
         let hash = *hash;
-        self.point_read(move |conn| {
-            conn.prepare_cached(TOKEN_BY_HASH)
-                .and_then(|mut stmt| stmt.query_row([&hash[..]], token_from_row).optional())
-                .map_err(backend)
-        })
-        .await
+        self.point_read(move |conn| query_opt(conn, TOKEN_BY_HASH, [&hash[..]], rows::token))
+            .await
     }
 
     async fn tokens(&self, user_id: &str) -> Result<Vec<PersonalAccessToken>, StoreError> {
         let user_id = user_id.to_owned();
-        self.point_read(move |conn| {
-            let mut stmt = conn.prepare_cached(TOKENS_OF_USER).map_err(backend)?;
-            let rows = stmt
-                .query_map([&user_id], token_from_row)
-                .map_err(backend)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
-        })
-        .await
+        self.point_read(move |conn| query(conn, TOKENS_OF_USER, [&user_id], rows::token))
+            .await
     }
 
     async fn members(&self, scope: &MemberScope) -> Result<Vec<Membership>, StoreError> {
@@ -607,21 +530,8 @@ impl EventStore for SqliteStore {
 
     async fn events(&self, aggregate_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
         let aggregate_id = aggregate_id.to_owned();
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT position, aggregate_id, sequence, event_type, payload, resource_owner, creator, \
-                     created_us FROM events WHERE aggregate_id = ?1 ORDER BY sequence",
-                )
-                .map_err(backend)?;
-            let rows = stmt.query_map([&aggregate_id], stored_event_from_row).map_err(backend)?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(row.map_err(backend)??);
-            }
-            Ok(out)
-        })
-        .await
+        self.read(move |conn| query(conn, EVENTS_OF_AGGREGATE, [&aggregate_id], rows::event))
+            .await
     }
 
     async fn log(&self, after: i64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {

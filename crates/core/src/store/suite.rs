@@ -378,6 +378,97 @@ pub(crate) async fn list_users_filters_sorts_and_pages(store: &dyn EventStore) {
     }
 }
 
+/// The export reads: the log in position order with each event's aggregate type, and every
+/// projection row, users, orgs, members and tokens, each table by creation time then id (members
+/// by scope then user), text bytewise.
+pub(crate) async fn export_reads_the_log_and_every_row_in_order(store: &dyn EventStore) {
+    let mut late = human("x_b", "org1", "late", "Late", "late@example.com");
+    late.created_us = 2_000;
+    late.password_hash = Some("$argon2id$hash".into());
+    let early = human("x_a", "org1", "early", "Early", "early@example.com");
+    // Same creation time as `early`: the id breaks the tie, bytewise ("X" < "x").
+    let tie = human("X_c", "org1", "tie", "Tie", "tie@example.com");
+    let mut added = event("x_b", 1, EventType::HumanAdded);
+    added.payload = serde_json::json!({"userName": "late", "nested": {"n": 1}});
+    let org = Org {
+        id: "org1".into(),
+        name: "Acme".into(),
+        primary_domain: "acme.localhost".into(),
+        sequence: 3,
+        created_us: 5,
+        changed_us: 6,
+    };
+    let member = |scope: MemberScope, user_id: &str| Membership {
+        scope,
+        user_id: user_id.to_owned(),
+        roles: vec!["ORG_OWNER".into(), "ORG_USER_MANAGER".into()],
+    };
+    let members = vec![
+        member(MemberScope::Instance, "x_a"),
+        member(MemberScope::Org("org1".into()), "X_c"),
+        member(MemberScope::Org("org1".into()), "x_a"),
+    ];
+    let token = PersonalAccessToken {
+        id: "t1".into(),
+        user_id: "x_a".into(),
+        resource_owner: "org1".into(),
+        hash: hash_secret("secret"),
+        expiration_us: Some(9_000),
+        created_us: 7,
+    };
+    let mut writes = vec![
+        ProjectionWrite::User(late.clone()),
+        ProjectionWrite::User(early.clone()),
+        ProjectionWrite::User(tie.clone()),
+        ProjectionWrite::Org(org.clone()),
+        ProjectionWrite::Token(token.clone()),
+    ];
+    writes.extend(members.iter().rev().cloned().map(ProjectionWrite::Member));
+    store
+        .commit(Commit {
+            events: vec![
+                added.clone(),
+                event("x_a", 1, EventType::HumanAdded),
+                event("x_b", 2, EventType::UserLocked),
+            ],
+            writes,
+        })
+        .await
+        .expect("commit");
+
+    let log = store.log(0, 10).await.expect("log");
+    let seen: Vec<(&str, &str, u64)> = log
+        .iter()
+        .map(|e| {
+            (
+                e.aggregate_type.as_str(),
+                e.event.aggregate_id.as_str(),
+                e.event.sequence,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![("user", "x_b", 1), ("user", "x_a", 1), ("user", "x_b", 2)]
+    );
+    assert_eq!(log[0].event.payload, added.payload);
+    assert_eq!(log[0].event.event_type, "user.human.added");
+    assert_eq!(log[0].event.created_us, added.created_us);
+    assert!(log[0].event.position < log[1].event.position);
+    let after_first = store.log(log[0].event.position, 1).await.expect("log");
+    assert_eq!(after_first, log[1..2].to_vec());
+
+    let mut want = vec![
+        ProjectionWrite::User(tie),
+        ProjectionWrite::User(early),
+        ProjectionWrite::User(late),
+        ProjectionWrite::Org(org),
+    ];
+    want.extend(members.into_iter().map(ProjectionWrite::Member));
+    want.push(ProjectionWrite::Token(token));
+    assert_eq!(store.projections().await.expect("projections"), want);
+}
+
 /// Many commits at once: of those that take the same sequence exactly one wins and the rest
 /// conflict, and the others (distinct aggregates) all succeed — a failing commit fails alone,
 /// also when a backend batches them into one transaction.

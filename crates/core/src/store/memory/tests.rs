@@ -26,6 +26,11 @@ async fn list_users_filters_sorts_and_pages() {
 }
 
 #[tokio::test]
+async fn export_reads_the_log_and_every_row_in_order() {
+    suite::export_reads_the_log_and_every_row_in_order(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
 async fn concurrent_commits_fail_alone() {
     suite::concurrent_commits_fail_alone(Arc::new(MemoryStore::new())).await;
 }

@@ -3,9 +3,8 @@
 
 use tokio_postgres::types::ToSql;
 
-use crate::store::query::{TextMethod, UserSort};
-use crate::store::sql::Param;
-use crate::store::sql::search::Dialect;
+use crate::store::query::TextMethod;
+use crate::store::sql::{Dialect, Param};
 
 /// PostgreSQL's SQL.
 pub(super) struct Postgres;
@@ -19,6 +18,7 @@ impl Dialect for Postgres {
          coalesce(username || '@' || (SELECT primary_domain FROM orgs WHERE orgs.id = users.resource_owner), username) END)";
     const TRUE: &'static str = "TRUE";
     const FALSE: &'static str = "FALSE";
+    const BYTEWISE: &'static str = " COLLATE \"C\"";
 
     fn text_method(method: TextMethod, column: &str, p: &str) -> String {
         // left/right/strpos rather than LIKE: no escaping of % and _ needed.
@@ -34,22 +34,6 @@ impl Dialect for Postgres {
         params.push(Param::TextList(values.to_vec()));
         format!("{column} = ANY({})", Self::placeholder(params.len()))
     }
-
-    fn sort_column(sort: UserSort) -> &'static str {
-        match sort {
-            UserSort::CreationDate => "created_us",
-            UserSort::UserName => "username COLLATE \"C\"",
-            UserSort::FirstName => "first_name COLLATE \"C\"",
-            UserSort::LastName => "last_name COLLATE \"C\"",
-            UserSort::NickName => "nick_name COLLATE \"C\"",
-            UserSort::DisplayName => "display_name COLLATE \"C\"",
-            UserSort::Email => "email COLLATE \"C\"",
-            UserSort::State => "state COLLATE \"C\"",
-            UserSort::Type => "is_human",
-        }
-    }
-
-    const ID_ORDER: &'static str = "id COLLATE \"C\"";
 }
 
 /// `param` as tokio-postgres binds it.

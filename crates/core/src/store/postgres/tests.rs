@@ -95,6 +95,7 @@ suite_tests!(
     taken_sequence_is_a_conflict_and_leaves_no_trace,
     user_names_are_unique_until_removed,
     list_users_filters_sorts_and_pages,
+    export_reads_the_log_and_every_row_in_order,
 );
 
 #[tokio::test]

@@ -1,15 +1,38 @@
-//! What the two SQL backends share, written once: the user search as SQL text with its
-//! parameters ([`search`]), and the batch fan-out of group commit ([`fan_out`]). Each backend
-//! keeps only its dialect (a [`search::Dialect`]) and its driver: binding [`Param`]s, running
-//! statements, decoding rows. The codecs of the columns both schemas share are here too
-//! ([`UserColumns`], [`decode_roles`] …).
+//! What the two SQL backends share, written once: the user and member searches as SQL text
+//! with their parameters ([`search`]), the reads behind export ([`export`]), the column lists
+//! and row decoders of every record ([`rows`]), and the batch fan-out of group commit
+//! ([`fan_out`]). Each backend keeps only its [`Dialect`] and its driver: binding [`Param`]s,
+//! running statements and transactions, giving [`rows::SqlRow`] access to its rows. The codecs
+//! of the columns both schemas share are here too ([`UserColumns`], [`decode_roles`] …).
 
+pub(crate) mod export;
 pub(crate) mod fan_out;
+pub(crate) mod rows;
 pub(crate) mod search;
 
 use crate::domain::org::MemberScope;
 use crate::domain::user::{User, UserKind};
 use crate::store::StoreError;
+
+/// The few places where the SQL of the two backends differs.
+pub(crate) trait Dialect {
+    /// The placeholder of the `n`-th parameter (1-based): `?n` or `$n`.
+    fn placeholder(n: usize) -> String;
+    /// The login name as an expression (see [`crate::store::UserFilter::LoginName`]).
+    const LOGIN_NAME: &'static str;
+    /// Literal true and false.
+    const TRUE: &'static str;
+    /// See [`Dialect::TRUE`].
+    const FALSE: &'static str;
+    /// What follows a text column in ORDER BY so that it orders bytewise (empty where text
+    /// compares bytewise anyway).
+    const BYTEWISE: &'static str;
+    /// `column` equals, starts with, ends with or contains the parameter `p` (a placeholder);
+    /// no LIKE, whose wildcards would need escaping.
+    fn text_method(method: crate::store::TextMethod, column: &str, p: &str) -> String;
+    /// `column` is one of `values` (never empty), appending what it binds to `params`.
+    fn in_list(column: &str, values: &[String], params: &mut Vec<Param>) -> String;
+}
 
 /// A query parameter, before a driver binds it.
 #[derive(Debug, Clone, PartialEq, Eq)]

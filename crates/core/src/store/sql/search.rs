@@ -2,34 +2,13 @@
 //! numbered parameters, the count and page statements around it, the default and maximum page
 //! sizes. What differs between SQLite and PostgreSQL is a [`Dialect`]; everything else is here.
 
-use super::Param;
-use crate::store::query::{TextMatch, TextMethod, UserFilter, UserQuery, UserSort};
+use super::{Dialect, Param};
+use crate::store::query::{TextMatch, UserFilter, UserQuery, UserSort};
 
 /// Default and maximum page sizes of a user search, as ZITADEL's defaults.
 pub(crate) const DEFAULT_LIMIT: u32 = 100;
 /// See [`DEFAULT_LIMIT`].
 pub(crate) const MAX_LIMIT: u32 = 1000;
-
-/// The few places where the SQL of a search differs between backends.
-pub(crate) trait Dialect {
-    /// The placeholder of the `n`-th parameter (1-based): `?n` or `$n`.
-    fn placeholder(n: usize) -> String;
-    /// The login name as an expression (see [`UserFilter::LoginName`]).
-    const LOGIN_NAME: &'static str;
-    /// Literal true and false.
-    const TRUE: &'static str;
-    /// See [`Dialect::TRUE`].
-    const FALSE: &'static str;
-    /// `column` equals, starts with, ends with or contains the parameter `p` (a placeholder);
-    /// no LIKE, whose wildcards would need escaping.
-    fn text_method(method: TextMethod, column: &str, p: &str) -> String;
-    /// `column` is one of `values` (never empty), appending what it binds to `params`.
-    fn in_list(column: &str, values: &[String], params: &mut Vec<Param>) -> String;
-    /// The ORDER BY expression of `sort`, ordering text bytewise on every backend.
-    fn sort_column(sort: UserSort) -> &'static str;
-    /// The tie-breaker after the sort column: the id, bytewise.
-    const ID_ORDER: &'static str;
-}
 
 /// A search rendered for one dialect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,14 +38,30 @@ pub(crate) fn user_search<D: Dialect>(query: &UserQuery, columns: &str) -> Searc
     Search {
         count: format!("SELECT count(*) FROM users WHERE {where_clause}"),
         page: format!(
-            "SELECT {columns} FROM users WHERE {where_clause} ORDER BY {} {direction}, {} \
+            "SELECT {columns} FROM users WHERE {where_clause} ORDER BY {} {direction}, id{} \
              {direction} LIMIT {limit} OFFSET {}",
-            D::sort_column(query.sort),
-            D::ID_ORDER,
+            sort_column::<D>(query.sort),
+            D::BYTEWISE,
             query.offset.min(i64::MAX as u64),
         ),
         params,
     }
+}
+
+/// The ORDER BY expression of `sort`, text ordering bytewise.
+fn sort_column<D: Dialect>(sort: UserSort) -> String {
+    let text = match sort {
+        UserSort::CreationDate => return "created_us".to_owned(),
+        UserSort::Type => return "is_human".to_owned(),
+        UserSort::UserName => "username",
+        UserSort::FirstName => "first_name",
+        UserSort::LastName => "last_name",
+        UserSort::NickName => "nick_name",
+        UserSort::DisplayName => "display_name",
+        UserSort::Email => "email",
+        UserSort::State => "state",
+    };
+    format!("{text}{}", D::BYTEWISE)
 }
 
 /// Binds `param` and returns its placeholder.

@@ -1,8 +1,7 @@
 //! User searches in SQLite's dialect ([`crate::store::sql::search`] renders them).
 
-use crate::store::query::{TextMethod, UserSort};
-use crate::store::sql::Param;
-use crate::store::sql::search::Dialect;
+use crate::store::query::TextMethod;
+use crate::store::sql::{Dialect, Param};
 
 /// SQLite's SQL.
 pub(super) struct Sqlite;
@@ -16,6 +15,7 @@ impl Dialect for Sqlite {
          coalesce(username || '@' || (SELECT primary_domain FROM orgs WHERE orgs.id = users.resource_owner), username) END)";
     const TRUE: &'static str = "1";
     const FALSE: &'static str = "0";
+    const BYTEWISE: &'static str = "";
 
     fn text_method(method: TextMethod, column: &str, p: &str) -> String {
         // substr/instr rather than LIKE: LIKE is case-insensitive in SQLite and needs escaping.
@@ -41,23 +41,6 @@ impl Dialect for Sqlite {
             .collect();
         format!("{column} IN ({})", placeholders.join(", "))
     }
-
-    fn sort_column(sort: UserSort) -> &'static str {
-        // SQLite compares text bytewise (BINARY) by default.
-        match sort {
-            UserSort::CreationDate => "created_us",
-            UserSort::UserName => "username",
-            UserSort::FirstName => "first_name",
-            UserSort::LastName => "last_name",
-            UserSort::NickName => "nick_name",
-            UserSort::DisplayName => "display_name",
-            UserSort::Email => "email",
-            UserSort::State => "state",
-            UserSort::Type => "is_human",
-        }
-    }
-
-    const ID_ORDER: &'static str = "id";
 }
 
 /// `param` as rusqlite binds it.

@@ -34,6 +34,12 @@ async fn list_users_filters_sorts_and_pages() {
 }
 
 #[tokio::test]
+async fn export_reads_the_log_and_every_row_in_order() {
+    let (_dir, store) = open();
+    suite::export_reads_the_log_and_every_row_in_order(&store).await;
+}
+
+#[tokio::test]
 async fn reopen_finds_everything_committed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("switchyard.db");
