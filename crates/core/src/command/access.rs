@@ -11,7 +11,9 @@ use crate::domain::org::{MemberScope, Membership, ORG_ROLES};
 use crate::domain::token::{PersonalAccessToken, hash_secret, new_secret};
 use crate::domain::user::{Machine, User, UserKind, UserState};
 use crate::domain::{DomainError, ErrorKind, now_us};
-use crate::store::{Commit, ProjectionWrite, StoreError, StoredEvent};
+use crate::store::{
+    Commit, MemberPage, MemberQuery, ProjectionWrite, StoreError, StoredEvent, UserFilter,
+};
 
 /// A machine user to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,29 +296,25 @@ impl Core {
         .await
     }
 
-    /// The members of `ctx`'s org, each with its user if that still exists.
+    /// A page of the members of `ctx`'s org that match every filter, each with its user if
+    /// that still exists (see [`MemberQuery`]); `limit` 0 is every member.
     ///
     /// # Errors
     /// INTERNAL if the store fails.
     pub async fn org_members(
         &self,
         ctx: &OrgContext,
-    ) -> Result<Vec<(Membership, Option<User>)>, DomainError> {
-        let members = self
-            .store
-            .members(&MemberScope::Org(ctx.org.id.clone()))
-            .await
-            .map_err(store_error)?;
-        let mut out = Vec::with_capacity(members.len());
-        for member in members {
-            let user = self
-                .store
-                .user(&member.user_id)
-                .await
-                .map_err(store_error)?;
-            out.push((member, user.filter(|u| u.state != UserState::Deleted)));
-        }
-        Ok(out)
+        filters: Vec<UserFilter>,
+        offset: u64,
+        limit: u32,
+    ) -> Result<MemberPage, DomainError> {
+        let query = MemberQuery {
+            scope: MemberScope::Org(ctx.org.id.clone()),
+            filters,
+            offset,
+            limit,
+        };
+        self.store.list_members(&query).await.map_err(store_error)
     }
 
     /// Adds, changes (`Some(roles)` for an existing member) or removes (`None`) a member of

@@ -15,10 +15,11 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 
-use super::query::{TextMatch, TextMethod, UserFilter, UserQuery, UserSort};
+use super::query::{MemberQuery, UserFilter, UserQuery, UserSort};
 use super::scope::scope_key;
 use super::{
-    Commit, Constraint, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage,
+    Commit, Constraint, EventStore, LogEntry, MemberPage, ProjectionWrite, StoreError, StoredEvent,
+    UserPage,
 };
 use crate::domain::org::{MemberScope, Membership, Org};
 use crate::domain::token::PersonalAccessToken;
@@ -455,40 +456,42 @@ impl State {
     }
 }
 
-/// The text a filter compares for `user`, per column.
-fn column<'a>(user: &'a User, filter: &UserFilter) -> &'a str {
-    use crate::domain::user::UserKind;
-    let human = match &user.kind {
-        UserKind::Human(h) => Some(h),
-        UserKind::Machine(_) => None,
-    };
-    match filter {
-        UserFilter::UserName(_) => &user.username,
-        UserFilter::FirstName(_) => human.map_or("", |h| &h.first_name),
-        UserFilter::LastName(_) => human.map_or("", |h| &h.last_name),
-        UserFilter::NickName(_) => human.map_or("", |h| &h.nick_name),
-        UserFilter::DisplayName(_) => user.display_name(),
-        _ => user.email(),
-    }
+/// What a filter reads: a user's row, or a member's whose user is gone or deleted (`user` is
+/// `None`: an empty profile, as the SQL backends' LEFT JOIN reads it).
+#[derive(Clone, Copy)]
+struct Profile<'a> {
+    /// The user id (a member's own).
+    id: &'a str,
+    user: Option<&'a User>,
 }
 
-fn text_matches(value: &str, m: &TextMatch) -> bool {
-    let (value, wanted) = if m.ignore_case {
-        (
-            std::borrow::Cow::Owned(value.to_lowercase()),
-            std::borrow::Cow::Owned(m.value.to_lowercase()),
-        )
-    } else {
-        (
-            std::borrow::Cow::Borrowed(value),
-            std::borrow::Cow::Borrowed(m.value.as_str()),
-        )
-    };
-    match m.method {
-        TextMethod::Equals => value == wanted,
-        TextMethod::StartsWith => value.starts_with(wanted.as_ref()),
-        TextMethod::EndsWith => value.ends_with(wanted.as_ref()),
-        TextMethod::Contains => value.contains(wanted.as_ref()),
+impl<'a> Profile<'a> {
+    fn of(user: &'a User) -> Self {
+        Self {
+            id: &user.id,
+            user: Some(user),
+        }
+    }
+
+    /// The text `filter` compares, per column; empty without a user.
+    fn column(self, filter: &UserFilter) -> &'a str {
+        use crate::domain::user::UserKind;
+        let Some(user) = self.user else {
+            return "";
+        };
+        let human = match &user.kind {
+            UserKind::Human(h) => Some(h),
+            UserKind::Machine(_) => None,
+        };
+        match filter {
+            UserFilter::UserName(_) => &user.username,
+            UserFilter::FirstName(_) => human.map_or("", |h| &h.first_name),
+            UserFilter::LastName(_) => human.map_or("", |h| &h.last_name),
+            UserFilter::NickName(_) => human.map_or("", |h| &h.nick_name),
+            UserFilter::DisplayName(_) => user.display_name(),
+            UserFilter::Org(_) => &user.resource_owner,
+            _ => user.email(),
+        }
     }
 }
 
@@ -502,25 +505,29 @@ fn login_name(state: &State, user: &User) -> String {
     }
 }
 
-fn matches(state: &State, user: &User, filter: &UserFilter) -> bool {
+fn matches(state: &State, row: Profile<'_>, filter: &UserFilter) -> bool {
     match filter {
-        UserFilter::LoginName(m) => text_matches(&login_name(state, user), m),
+        UserFilter::LoginName(m) => {
+            m.matches(&row.user.map_or(String::new(), |u| login_name(state, u)))
+        }
         UserFilter::UserName(m)
         | UserFilter::FirstName(m)
         | UserFilter::LastName(m)
         | UserFilter::NickName(m)
         | UserFilter::DisplayName(m)
-        | UserFilter::Email(m) => text_matches(column(user, filter), m),
-        UserFilter::State(state) => user.state == *state,
+        | UserFilter::Email(m) => m.matches(row.column(filter)),
+        UserFilter::State(wanted) => row.user.is_some_and(|u| u.state == *wanted),
         UserFilter::IsHuman(human) => {
-            matches!(user.kind, crate::domain::user::UserKind::Human(_)) == *human
+            row.user
+                .is_some_and(|u| matches!(u.kind, crate::domain::user::UserKind::Human(_)))
+                == *human
         }
-        UserFilter::InIds(ids) => ids.contains(&user.id),
-        UserFilter::InEmails(emails) => emails.iter().any(|e| e == user.email()),
-        UserFilter::Org(org) => user.resource_owner == *org,
-        UserFilter::And(parts) => parts.iter().all(|p| matches(state, user, p)),
-        UserFilter::Or(parts) => parts.iter().any(|p| matches(state, user, p)),
-        UserFilter::Not(inner) => !matches(state, user, inner),
+        UserFilter::InIds(ids) => ids.iter().any(|id| id == row.id),
+        UserFilter::InEmails(emails) => emails.iter().any(|e| e == row.column(filter)),
+        UserFilter::Org(org) => row.column(filter) == org,
+        UserFilter::And(parts) => parts.iter().all(|p| matches(state, row, p)),
+        UserFilter::Or(parts) => parts.iter().any(|p| matches(state, row, p)),
+        UserFilter::Not(inner) => !matches(state, row, inner),
     }
 }
 
@@ -561,7 +568,12 @@ fn list_users(state: &State, query: &UserQuery) -> UserPage {
         .users
         .values()
         .filter(|u| u.state != UserState::Deleted)
-        .filter(|u| query.filters.iter().all(|f| matches(state, u, f)))
+        .filter(|u| {
+            query
+                .filters
+                .iter()
+                .all(|f| matches(state, Profile::of(u), f))
+        })
         .collect();
     users.sort_by(|a, b| {
         let order = compare(a, b, query.sort);
@@ -579,6 +591,41 @@ fn list_users(state: &State, query: &UserQuery) -> UserPage {
             .skip(offset)
             .take(limit as usize)
             .cloned()
+            .collect(),
+        total,
+    }
+}
+
+fn list_members(state: &State, query: &MemberQuery) -> MemberPage {
+    let key = scope_key(&query.scope);
+    let mut members: Vec<(&Membership, Option<&User>)> = state
+        .members
+        .values()
+        .filter_map(|scopes| scopes.get(&key))
+        .map(|m| {
+            let user = state.users.get(&m.user_id);
+            (m, user.filter(|u| u.state != UserState::Deleted))
+        })
+        .filter(|(m, user)| {
+            let row = Profile {
+                id: &m.user_id,
+                user: *user,
+            };
+            query.filters.iter().all(|f| matches(state, row, f))
+        })
+        .collect();
+    members.sort_by(|a, b| a.0.user_id.cmp(&b.0.user_id));
+    let total = members.len() as u64;
+    let limit = match query.limit {
+        0 => usize::MAX,
+        n => n as usize,
+    };
+    MemberPage {
+        members: members
+            .into_iter()
+            .skip(usize::try_from(query.offset).unwrap_or(usize::MAX))
+            .take(limit)
+            .map(|(m, user)| (m.clone(), user.cloned()))
             .collect(),
         total,
     }
@@ -651,6 +698,10 @@ impl EventStore for MemoryStore {
             .collect();
         out.sort_by(|a, b| a.user_id.cmp(&b.user_id));
         Ok(out)
+    }
+
+    async fn list_members(&self, query: &MemberQuery) -> Result<MemberPage, StoreError> {
+        Ok(list_members(&self.read(), query))
     }
 
     async fn tokens(&self, user_id: &str) -> Result<Vec<PersonalAccessToken>, StoreError> {

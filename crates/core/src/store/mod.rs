@@ -24,7 +24,7 @@ use crate::domain::org::{Membership, Org};
 use crate::domain::token::PersonalAccessToken;
 use crate::domain::user::User;
 
-pub use query::{TextMatch, TextMethod, UserFilter, UserQuery, UserSort};
+pub use query::{MemberQuery, TextMatch, TextMethod, UserFilter, UserQuery, UserSort};
 
 /// A projection row to write in the same transaction as the events.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +78,15 @@ pub struct UserPage {
     /// The users on this page.
     pub users: Vec<User>,
     /// How many users match in all.
+    pub total: u64,
+}
+
+/// One page of a member search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberPage {
+    /// The members on this page, each with its user unless that is gone or deleted.
+    pub members: Vec<(Membership, Option<User>)>,
+    /// How many members match in all.
     pub total: u64,
 }
 
@@ -272,6 +281,12 @@ pub trait EventStore: Send + Sync + 'static {
         &self,
         scope: &crate::domain::org::MemberScope,
     ) -> Result<Vec<Membership>, StoreError>;
+
+    /// Searches the members of a scope (see [`MemberQuery`]).
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn list_members(&self, query: &MemberQuery) -> Result<MemberPage, StoreError>;
 
     /// Every token of `user_id`, oldest first.
     ///

@@ -20,17 +20,18 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement};
 
-use super::query::UserQuery;
+use super::query::{MemberQuery, UserQuery};
 use super::scope::scope_key;
 use super::sql::fan_out::{MAX_BATCH, Pending, stopped};
 use super::sql::rows::{
     self, EVENTS_OF_AGGREGATE, ORG_BY_ID, SqlRow, TOKEN_BY_HASH, USER_BY_ID, USER_COLUMNS,
     token_columns,
 };
-use super::sql::search::user_search;
+use super::sql::search::{Search, member_search, user_search};
 use super::sql::{UserColumns, encode_roles, export};
 use super::{
-    Commit, Constraint, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage,
+    Commit, Constraint, EventStore, LogEntry, MemberPage, ProjectionWrite, StoreError, StoredEvent,
+    UserPage,
 };
 use crate::domain::org::{MemberScope, Membership, Org};
 use crate::domain::token::PersonalAccessToken;
@@ -124,6 +125,28 @@ impl PostgresStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Runs a rendered search: how many match in all, and the page decoded with `decode`.
+    async fn run_search<T>(
+        &self,
+        search: &Search,
+        decode: impl Fn(&dyn SqlRow) -> Result<T, StoreError>,
+    ) -> Result<(u64, Vec<T>), StoreError> {
+        let args: Vec<_> = search.params.iter().map(query::value).collect();
+        let params: Vec<&(dyn ToSql + Sync)> = args
+            .iter()
+            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let client = self.client().await?;
+        let total: i64 = client
+            .query_one(&search.count, &params)
+            .await
+            .map_err(backend)?
+            .try_get(0)
+            .map_err(backend)?;
+        let rows = client.query(&search.page, &params).await.map_err(backend)?;
+        Ok((total as u64, decode_all(&rows, decode)?))
     }
 }
 
@@ -524,24 +547,14 @@ impl EventStore for PostgresStore {
 
     async fn list_users(&self, query: &UserQuery) -> Result<UserPage, StoreError> {
         let search = user_search::<query::Postgres>(query, USER_COLUMNS);
-        let args: Vec<_> = search.params.iter().map(query::value).collect();
-        let params: Vec<&(dyn ToSql + Sync)> = args
-            .iter()
-            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
-            .collect();
-        let client = self.client().await?;
-        let total: i64 = client
-            .query_one(&search.count, &params)
-            .await
-            .map_err(backend)?
-            .try_get(0)
-            .map_err(backend)?;
-        let rows = client.query(&search.page, &params).await.map_err(backend)?;
-        let users = decode_all(&rows, rows::user)?;
-        Ok(UserPage {
-            users,
-            total: total as u64,
-        })
+        let (total, users) = self.run_search(&search, rows::user).await?;
+        Ok(UserPage { users, total })
+    }
+
+    async fn list_members(&self, query: &MemberQuery) -> Result<MemberPage, StoreError> {
+        let search = member_search::<query::Postgres>(query);
+        let (total, members) = self.run_search(&search, rows::member_with_user).await?;
+        Ok(MemberPage { members, total })
     }
 
     async fn org(&self, id: &str) -> Result<Option<Org>, StoreError> {

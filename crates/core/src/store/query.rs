@@ -1,5 +1,7 @@
-//! User searches as data: a filter tree, sorting and paging, independent of any SQL dialect.
+//! User and member searches as data: a filter tree, sorting and paging, independent of any SQL
+//! dialect; and the one text comparison ([`TextMatch::matches`]) the memory store evaluates.
 
+use crate::domain::org::MemberScope;
 use crate::domain::user::UserState;
 
 /// How a text filter compares.
@@ -24,6 +26,28 @@ pub struct TextMatch {
     pub ignore_case: bool,
     /// The value to compare with.
     pub value: String,
+}
+
+impl TextMatch {
+    /// Whether `value` matches, as the SQL backends compare (an empty value starts, ends and
+    /// is contained in every text; it equals only the empty one).
+    pub fn matches(&self, value: &str) -> bool {
+        use std::borrow::Cow;
+        let (value, wanted) = if self.ignore_case {
+            (
+                Cow::Owned(value.to_lowercase()),
+                Cow::Owned(self.value.to_lowercase()),
+            )
+        } else {
+            (Cow::Borrowed(value), Cow::Borrowed(self.value.as_str()))
+        };
+        match self.method {
+            TextMethod::Equals => value == wanted,
+            TextMethod::StartsWith => value.starts_with(wanted.as_ref()),
+            TextMethod::EndsWith => value.ends_with(wanted.as_ref()),
+            TextMethod::Contains => value.contains(wanted.as_ref()),
+        }
+    }
 }
 
 /// A filter over users; leaves compare one column.
@@ -98,5 +122,22 @@ pub struct UserQuery {
     /// Rows to skip.
     pub offset: u64,
     /// Page size; 0 means the default.
+    pub limit: u32,
+}
+
+/// A search of one scope's members, each with its user, ordered by user id (bytewise).
+///
+/// The filters (all must hold) compare the member's user; a member whose user is gone or
+/// deleted is still listed and compares as an empty profile (empty texts, no state, not human,
+/// no org). [`UserFilter::InIds`] compares the member's user id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberQuery {
+    /// The scope whose members are listed.
+    pub scope: MemberScope,
+    /// Conditions, all of which must hold.
+    pub filters: Vec<UserFilter>,
+    /// Members to skip.
+    pub offset: u64,
+    /// Page size; 0 means every member.
     pub limit: u32,
 }

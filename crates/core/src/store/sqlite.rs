@@ -14,15 +14,16 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection, Row};
 
-use super::query::UserQuery;
+use super::query::{MemberQuery, UserQuery};
 use super::scope::scope_key;
 use super::sql::rows::{
     self, EVENTS_OF_AGGREGATE, ORG_BY_ID, SqlRow, TOKEN_BY_HASH, USER_BY_ID, USER_COLUMNS,
     token_columns,
 };
-use super::sql::search::user_search;
+use super::sql::search::{Search, member_search, user_search};
 use super::{
-    Commit, Constraint, EventStore, LogEntry, ProjectionWrite, StoreError, StoredEvent, UserPage,
+    Commit, Constraint, EventStore, LogEntry, MemberPage, ProjectionWrite, StoreError, StoredEvent,
+    UserPage,
 };
 use crate::domain::org::{MemberScope, Membership, Org};
 use crate::domain::token::PersonalAccessToken;
@@ -373,8 +374,12 @@ fn query_opt<T>(
         .transpose()
 }
 
-fn list_users(conn: &Connection, query: &UserQuery) -> Result<UserPage, StoreError> {
-    let search = user_search::<search::Sqlite>(query, USER_COLUMNS);
+/// Runs a rendered search: how many match in all, and the page decoded with `decode`.
+fn run_search<T>(
+    conn: &Connection,
+    search: &Search,
+    decode: impl Fn(&dyn SqlRow) -> Result<T, StoreError>,
+) -> Result<(u64, Vec<T>), StoreError> {
     let params: Vec<rusqlite::types::Value> = search.params.iter().map(search::value).collect();
     let total: i64 = conn
         .query_row(
@@ -383,16 +388,13 @@ fn list_users(conn: &Connection, query: &UserQuery) -> Result<UserPage, StoreErr
             |row| row.get(0),
         )
         .map_err(backend)?;
-    let users = self::query(
+    let page = query(
         conn,
         &search.page,
         rusqlite::params_from_iter(params.iter()),
-        rows::user,
+        decode,
     )?;
-    Ok(UserPage {
-        users,
-        total: total as u64,
-    })
+    Ok((total as u64, page))
 }
 
 const TOKENS_OF_USER: &str = concat!(
@@ -453,8 +455,11 @@ impl EventStore for SqliteStore {
     }
 
     async fn list_users(&self, query: &UserQuery) -> Result<UserPage, StoreError> {
-        let query = query.clone();
-        self.read(move |conn| list_users(conn, &query)).await
+        let search = user_search::<search::Sqlite>(query, USER_COLUMNS);
+        let (total, users) = self
+            .read(move |conn| run_search(conn, &search, rows::user))
+            .await?;
+        Ok(UserPage { users, total })
     }
 
     async fn org(&self, id: &str) -> Result<Option<Org>, StoreError> {
@@ -517,6 +522,14 @@ impl EventStore for SqliteStore {
         let scope = scope.clone();
         self.point_read(move |conn| read_members(conn, &scope))
             .await
+    }
+
+    async fn list_members(&self, query: &MemberQuery) -> Result<MemberPage, StoreError> {
+        let search = member_search::<search::Sqlite>(query);
+        let (total, members) = self
+            .read(move |conn| run_search(conn, &search, rows::member_with_user))
+            .await?;
+        Ok(MemberPage { members, total })
     }
 
     async fn has_orgs(&self) -> Result<bool, StoreError> {

@@ -469,6 +469,179 @@ pub(crate) async fn export_reads_the_log_and_every_row_in_order(store: &dyn Even
     assert_eq!(store.projections().await.expect("projections"), want);
 }
 
+/// The member search: filters over the member's user (one of each kind the API sends, empty
+/// values included), a member whose user row is missing or deleted listed with no user and
+/// compared as an empty profile, the total against the page, offset and limit.
+pub(crate) async fn list_members_filters_and_pages(store: &dyn EventStore) {
+    use crate::store::query::{MemberQuery, TextMatch, TextMethod};
+    let anna = human("m1", "org1", "anna_m", "Anna", "anna@a.example");
+    let ben = human("m2", "org1", "ben_m", "Ben", "ben@B.example");
+    let robot = User {
+        kind: UserKind::Machine(Machine {
+            name: "Robot".into(),
+            description: String::new(),
+            access_token_type: 0,
+        }),
+        ..human("m3", "org1", "robot_m", "", "")
+    };
+    let gone = User {
+        state: UserState::Deleted,
+        ..human("m5", "org1", "gone_m", "Gone", "gone@a.example")
+    };
+    let org1 = MemberScope::Org("org1".into());
+    let member = |scope: &MemberScope, user_id: &str| {
+        ProjectionWrite::Member(Membership {
+            scope: scope.clone(),
+            user_id: user_id.to_owned(),
+            roles: vec!["ORG_OWNER".into()],
+        })
+    };
+    let mut writes: Vec<ProjectionWrite> = [&anna, &ben, &robot, &gone]
+        .into_iter()
+        .cloned()
+        .map(ProjectionWrite::User)
+        .collect();
+    // m4 has no user row at all; m1 is also an instance member, m2 a member of org2.
+    for id in ["m5", "m4", "m3", "m2", "m1"] {
+        writes.push(member(&org1, id));
+    }
+    writes.push(member(&MemberScope::Instance, "m1"));
+    writes.push(member(&MemberScope::Org("org2".into()), "m2"));
+    store
+        .commit(Commit {
+            events: vec![],
+            writes,
+        })
+        .await
+        .expect("commit");
+
+    let search = |filters: Vec<UserFilter>, offset: u64, limit: u32| MemberQuery {
+        scope: org1.clone(),
+        filters,
+        offset,
+        limit,
+    };
+    let text = |method: TextMethod, ignore_case: bool, value: &str| TextMatch {
+        method,
+        ignore_case,
+        value: value.to_owned(),
+    };
+    let ids = |page: &MemberPage| -> Vec<String> {
+        page.members
+            .iter()
+            .map(|(m, _)| m.user_id.clone())
+            .collect()
+    };
+
+    let all = store
+        .list_members(&search(vec![], 0, 0))
+        .await
+        .expect("list");
+    assert_eq!(all.total, 5);
+    assert_eq!(ids(&all), ["m1", "m2", "m3", "m4", "m5"]);
+    assert_eq!(all.members[0].1, Some(anna.clone()));
+    assert_eq!(all.members[0].0.roles, vec!["ORG_OWNER".to_owned()]);
+    assert_eq!(all.members[2].1, Some(robot.clone()));
+    assert_eq!(all.members[3].1, None, "no user row");
+    assert_eq!(
+        all.members[4].1, None,
+        "a deleted user is listed without its row"
+    );
+
+    let cases: Vec<(&str, UserFilter, Vec<&str>)> = vec![
+        (
+            "by user id, a member without a user too",
+            UserFilter::InIds(vec!["m2".into(), "m4".into(), "m9".into()]),
+            vec!["m2", "m4"],
+        ),
+        (
+            "email contains, ignoring case",
+            UserFilter::Email(text(TextMethod::Contains, true, "B.EXAMPLE")),
+            vec!["m2"],
+        ),
+        (
+            "email ends with, by case",
+            UserFilter::Email(text(TextMethod::EndsWith, false, "a.example")),
+            vec!["m1"],
+        ),
+        (
+            "first name starts with",
+            UserFilter::FirstName(text(TextMethod::StartsWith, false, "Be")),
+            vec!["m2"],
+        ),
+        (
+            "first name equals, ignoring case",
+            UserFilter::FirstName(text(TextMethod::Equals, true, "anna")),
+            vec!["m1"],
+        ),
+        (
+            "last name equals: the machine and the missing have none",
+            UserFilter::LastName(text(TextMethod::Equals, false, "Tester")),
+            vec!["m1", "m2"],
+        ),
+        (
+            "an empty email equals the empty profiles and the machine's",
+            UserFilter::Email(text(TextMethod::Equals, false, "")),
+            vec!["m3", "m4", "m5"],
+        ),
+        (
+            "an empty value is contained in every name",
+            UserFilter::FirstName(text(TextMethod::Contains, false, "")),
+            vec!["m1", "m2", "m3", "m4", "m5"],
+        ),
+        (
+            "an empty suffix ends every name",
+            UserFilter::LastName(text(TextMethod::EndsWith, true, "")),
+            vec!["m1", "m2", "m3", "m4", "m5"],
+        ),
+    ];
+    for (what, filter, want) in cases {
+        let page = store
+            .list_members(&search(vec![filter], 0, 0))
+            .await
+            .expect(what);
+        assert_eq!(ids(&page), want, "{what}");
+        assert_eq!(page.total, want.len() as u64, "{what}");
+    }
+
+    let page = store
+        .list_members(&search(vec![], 1, 2))
+        .await
+        .expect("page");
+    assert_eq!(
+        (page.total, ids(&page)),
+        (5, vec!["m2".into(), "m3".into()])
+    );
+    let last = store
+        .list_members(&search(vec![], 4, 0))
+        .await
+        .expect("offset, no limit");
+    assert_eq!((last.total, ids(&last)), (5, vec!["m5".into()]));
+    let filtered = store
+        .list_members(&search(
+            vec![UserFilter::LastName(text(
+                TextMethod::Equals,
+                false,
+                "Tester",
+            ))],
+            0,
+            1,
+        ))
+        .await
+        .expect("filtered page");
+    assert_eq!((filtered.total, ids(&filtered)), (2, vec!["m1".into()]));
+    let instance = store
+        .list_members(&MemberQuery {
+            scope: MemberScope::Instance,
+            filters: vec![],
+            offset: 0,
+            limit: 0,
+        })
+        .await
+        .expect("instance");
+    assert_eq!(ids(&instance), ["m1"]);
+}
+
 /// Many commits at once: of those that take the same sequence exactly one wins and the rest
 /// conflict, and the others (distinct aggregates) all succeed — a failing commit fails alone,
 /// also when a backend batches them into one transaction.

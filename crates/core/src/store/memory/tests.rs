@@ -31,6 +31,11 @@ async fn export_reads_the_log_and_every_row_in_order() {
 }
 
 #[tokio::test]
+async fn list_members_filters_and_pages() {
+    suite::list_members_filters_and_pages(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
 async fn concurrent_commits_fail_alone() {
     suite::concurrent_commits_fail_alone(Arc::new(MemoryStore::new())).await;
 }

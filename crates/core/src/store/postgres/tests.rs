@@ -96,6 +96,7 @@ suite_tests!(
     user_names_are_unique_until_removed,
     list_users_filters_sorts_and_pages,
     export_reads_the_log_and_every_row_in_order,
+    list_members_filters_and_pages,
 );
 
 #[tokio::test]

@@ -44,6 +44,35 @@ pub(crate) trait SqlRow {
     fn json(&self, i: usize) -> Result<serde_json::Value, StoreError>;
 }
 
+/// The columns of `row` from `by` on: a record selected after others in one row.
+pub(crate) struct Shifted<'a> {
+    /// The row.
+    pub(crate) row: &'a dyn SqlRow,
+    /// The index of the record's first column.
+    pub(crate) by: usize,
+}
+
+impl SqlRow for Shifted<'_> {
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        self.row.text(self.by + i)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        self.row.opt_text(self.by + i)
+    }
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        self.row.int(self.by + i)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        self.row.opt_int(self.by + i)
+    }
+    fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError> {
+        self.row.bytes(self.by + i)
+    }
+    fn json(&self, i: usize) -> Result<serde_json::Value, StoreError> {
+        self.row.json(self.by + i)
+    }
+}
+
 /// The user columns every user read selects, as [`user`] reads them (a macro, so that the
 /// statements can `concat!` it).
 macro_rules! user_columns {
@@ -187,4 +216,18 @@ pub(crate) fn log_entry(row: &dyn SqlRow) -> Result<LogEntry, StoreError> {
         aggregate_type: row.text(8)?,
         event: event(row)?,
     })
+}
+
+/// A member of [`MEMBER_COLUMNS`] followed by its user's [`user_columns`], all NULL when it
+/// has none (the member search's LEFT JOIN).
+///
+/// # Errors
+/// As [`member`] and [`user`].
+pub(crate) fn member_with_user(row: &dyn SqlRow) -> Result<(Membership, Option<User>), StoreError> {
+    let user = Shifted { row, by: 3 };
+    let user = match user.opt_text(0)? {
+        Some(_) => Some(self::user(&user)?),
+        None => None,
+    };
+    Ok((member(row)?, user))
 }

@@ -40,6 +40,12 @@ async fn export_reads_the_log_and_every_row_in_order() {
 }
 
 #[tokio::test]
+async fn list_members_filters_and_pages() {
+    let (_dir, store) = open();
+    suite::list_members_filters_and_pages(&store).await;
+}
+
+#[tokio::test]
 async fn reopen_finds_everything_committed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("switchyard.db");
