@@ -17,6 +17,17 @@ pub struct Org {
     pub changed_us: i64,
 }
 
+impl Org {
+    /// This row written over `existing`, the row of the same org: everything is this one's
+    /// but the creation time, which an upsert keeps.
+    pub fn replacing(&self, existing: &Org) -> Org {
+        Org {
+            created_us: existing.created_us,
+            ..self.clone()
+        }
+    }
+}
+
 /// Where a membership applies: the whole instance or one organization.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum MemberScope {

@@ -302,6 +302,23 @@ impl User {
             UserKind::Machine(_) => "",
         }
     }
+
+    /// A lifecycle event applied: the new state, the user's sequence after it and its time;
+    /// the rest of the row stays (what `ProjectionWrite::SetUserState` writes).
+    pub fn set_state(&mut self, state: UserState, sequence: u64, changed_us: i64) {
+        self.state = state;
+        self.sequence = sequence;
+        self.changed_us = changed_us;
+    }
+
+    /// This row written over `existing`, the row of the same user: everything is this one's
+    /// but the creation time, which an upsert keeps.
+    pub fn replacing(&self, existing: &User) -> User {
+        User {
+            created_us: existing.created_us,
+            ..self.clone()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -452,5 +469,38 @@ mod tests {
             assert_eq!(UserState::parse(state.as_str()), Some(state));
         }
         assert_eq!(UserState::parse("suspended"), None);
+    }
+
+    #[test]
+    fn a_state_change_and_an_upsert_keep_the_rest_of_the_row() {
+        let existing = User {
+            id: "u1".into(),
+            resource_owner: "org1".into(),
+            username: "alice".into(),
+            state: UserState::Active,
+            kind: UserKind::Human(Human::default()),
+            password_hash: None,
+            sequence: 1,
+            created_us: 10,
+            changed_us: 10,
+        };
+        let mut locked = existing.clone();
+        locked.set_state(UserState::Locked, 2, 20);
+        assert_eq!(
+            locked,
+            User {
+                state: UserState::Locked,
+                sequence: 2,
+                changed_us: 20,
+                ..existing.clone()
+            }
+        );
+        let written = User {
+            username: "alicia".into(),
+            created_us: 99,
+            ..locked.clone()
+        };
+        let row = written.replacing(&existing);
+        assert_eq!((row.username.as_str(), row.created_us), ("alicia", 10));
     }
 }

@@ -342,10 +342,10 @@ impl State {
                     });
                 }
                 // As the SQL upsert: the creation time of an existing row stays.
-                let mut row = user.clone();
-                if let Some(existing) = self.users.get(&user.id) {
-                    row.created_us = existing.created_us;
-                }
+                let row = match self.users.get(&user.id) {
+                    Some(existing) => user.replacing(existing),
+                    None => user.clone(),
+                };
                 Undo::User(user.id.clone(), self.set_user(&user.id, Some(row)))
             }
             ProjectionWrite::SetUserState {
@@ -357,9 +357,7 @@ impl State {
                 let mut user = self.users.get(id).cloned().ok_or_else(|| {
                     StoreError::backend(format!("no user row {id} to set the state of"))
                 })?;
-                user.state = *state;
-                user.sequence = *sequence;
-                user.changed_us = *changed_us;
+                user.set_state(*state, *sequence, *changed_us);
                 return self.apply(&ProjectionWrite::User(user));
             }
             ProjectionWrite::Org(org) => {
@@ -372,10 +370,10 @@ impl State {
                         constraint: Constraint::OrgName,
                     });
                 }
-                let mut row = org.clone();
-                if let Some(existing) = self.orgs.get(&org.id) {
-                    row.created_us = existing.created_us;
-                }
+                let row = match self.orgs.get(&org.id) {
+                    Some(existing) => org.replacing(existing),
+                    None => org.clone(),
+                };
                 Undo::Org(org.id.clone(), self.set_org(&org.id, Some(row)))
             }
             ProjectionWrite::Member(member) => {

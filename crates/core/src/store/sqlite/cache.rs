@@ -181,10 +181,7 @@ impl Cache {
                 ProjectionWrite::User(user) => {
                     let mut shard = self.shard(&user.id);
                     if let Some(kept) = shard.users.get_mut(&user.id) {
-                        *kept = User {
-                            created_us: kept.created_us,
-                            ..user.clone()
-                        };
+                        *kept = user.replacing(kept);
                     } else if created(&user.id) {
                         put(&mut shard.users, &user.id, user.clone());
                     }
@@ -196,18 +193,13 @@ impl Cache {
                     changed_us,
                 } => {
                     if let Some(user) = self.shard(id).users.get_mut(id) {
-                        user.state = *state;
-                        user.sequence = *sequence;
-                        user.changed_us = *changed_us;
+                        user.set_state(*state, *sequence, *changed_us);
                     }
                 }
                 ProjectionWrite::Org(org) => {
                     let mut shard = self.shard(&org.id);
                     if let Some(kept) = shard.orgs.get_mut(&org.id) {
-                        *kept = Org {
-                            created_us: kept.created_us,
-                            ..org.clone()
-                        };
+                        *kept = org.replacing(kept);
                     } else if created(&org.id) {
                         put(&mut shard.orgs, &org.id, org.clone());
                     }
