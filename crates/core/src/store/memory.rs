@@ -581,25 +581,36 @@ fn list_users(state: &State, query: &UserQuery) -> UserPage {
         0 => DEFAULT_LIMIT,
         n => n.min(MAX_LIMIT),
     };
-    let total = users.len() as u64;
-    let offset = usize::try_from(query.offset).unwrap_or(usize::MAX);
     UserPage {
-        users: users
+        total: users.len() as u64,
+        users: page(users, query.offset, limit as usize)
             .into_iter()
-            .skip(offset)
-            .take(limit as usize)
             .cloned()
             .collect(),
-        total,
     }
 }
 
-fn list_members(state: &State, query: &MemberQuery) -> MemberPage {
-    let key = scope_key(&query.scope);
-    let mut members: Vec<(&Membership, Option<&User>)> = state
+/// The `limit` items of `items` after the first `offset`.
+fn page<T>(items: Vec<T>, offset: u64, limit: usize) -> Vec<T> {
+    let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+    items.into_iter().skip(offset).take(limit).collect()
+}
+
+/// The members of `scope`, by user id.
+fn members_of<'a>(state: &'a State, scope: &MemberScope) -> Vec<&'a Membership> {
+    let key = scope_key(scope);
+    let mut members: Vec<&Membership> = state
         .members
         .values()
         .filter_map(|scopes| scopes.get(&key))
+        .collect();
+    members.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+    members
+}
+
+fn list_members(state: &State, query: &MemberQuery) -> MemberPage {
+    let members: Vec<(&Membership, Option<&User>)> = members_of(state, &query.scope)
+        .into_iter()
         .map(|m| {
             let user = state.users.get(&m.user_id);
             (m, user.filter(|u| u.state != UserState::Deleted))
@@ -612,20 +623,16 @@ fn list_members(state: &State, query: &MemberQuery) -> MemberPage {
             query.filters.iter().all(|f| matches(state, row, f))
         })
         .collect();
-    members.sort_by(|a, b| a.0.user_id.cmp(&b.0.user_id));
-    let total = members.len() as u64;
     let limit = match query.limit {
         0 => usize::MAX,
         n => n as usize,
     };
     MemberPage {
-        members: members
+        total: members.len() as u64,
+        members: page(members, query.offset, limit)
             .into_iter()
-            .skip(usize::try_from(query.offset).unwrap_or(usize::MAX))
-            .take(limit)
             .map(|(m, user)| (m.clone(), user.cloned()))
             .collect(),
-        total,
     }
 }
 
@@ -687,15 +694,10 @@ impl EventStore for MemoryStore {
     }
 
     async fn members(&self, scope: &MemberScope) -> Result<Vec<Membership>, StoreError> {
-        let key = scope_key(scope);
-        let state = self.read();
-        let mut out: Vec<Membership> = state
-            .members
-            .values()
-            .filter_map(|scopes| scopes.get(&key).cloned())
-            .collect();
-        out.sort_by(|a, b| a.user_id.cmp(&b.user_id));
-        Ok(out)
+        Ok(members_of(&self.read(), scope)
+            .into_iter()
+            .cloned()
+            .collect())
     }
 
     async fn list_members(&self, query: &MemberQuery) -> Result<MemberPage, StoreError> {

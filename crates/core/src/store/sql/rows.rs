@@ -94,7 +94,13 @@ pub(crate) use token_columns;
 pub(crate) const TOKEN_COLUMNS: &str = token_columns!();
 
 /// The org columns, as [`org`] reads them.
-pub(crate) const ORG_COLUMNS: &str = "id, name, primary_domain, sequence, created_us, changed_us";
+macro_rules! org_columns {
+    () => {
+        "id, name, primary_domain, sequence, created_us, changed_us"
+    };
+}
+/// See [`org_columns`].
+pub(crate) const ORG_COLUMNS: &str = org_columns!();
 
 /// The membership columns, as [`member`] reads them.
 pub(crate) const MEMBER_COLUMNS: &str = "scope, user_id, roles";
@@ -111,8 +117,7 @@ pub(crate) use event_columns;
 pub(crate) const USER_BY_ID: &str =
     concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
 /// The org `$1`.
-pub(crate) const ORG_BY_ID: &str =
-    "SELECT id, name, primary_domain, sequence, created_us, changed_us FROM orgs WHERE id = $1";
+pub(crate) const ORG_BY_ID: &str = concat!("SELECT ", org_columns!(), " FROM orgs WHERE id = $1");
 /// The token whose hash is `$1`.
 pub(crate) const TOKEN_BY_HASH: &str =
     concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = $1");
