@@ -28,7 +28,7 @@ use super::sql::rows::{
     token_columns,
 };
 use super::sql::search::{Search, member_search, user_search};
-use super::sql::{UserColumns, encode_roles, export};
+use super::sql::{EventRow, UserColumns, encode_roles, export};
 use super::{
     Commit, Constraint, EventStore, LogEntry, MemberPage, ProjectionWrite, StoreError, StoredEvent,
     UserPage,
@@ -322,6 +322,30 @@ pub(super) async fn prepare_writes(tx: &Transaction<'_>) -> Result<Writes, Store
     })
 }
 
+/// Appends one event; its (aggregate, sequence) taken is a [`StoreError::VersionConflict`].
+async fn insert_event(
+    tx: &Transaction<'_>,
+    writes_with: &Writes,
+    event: EventRow<'_>,
+) -> Result<(), StoreError> {
+    tx.execute(
+        &writes_with.insert_event,
+        &[
+            &event.aggregate_type,
+            &event.aggregate_id,
+            &(event.sequence as i64),
+            &event.event_type,
+            event.payload,
+            &event.resource_owner,
+            &event.creator,
+            &event.created_us,
+        ],
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| classify(e, Some((event.aggregate_id, event.sequence))))
+}
+
 async fn apply_commit(
     tx: &Transaction<'_>,
     writes_with: &Writes,
@@ -334,26 +358,10 @@ async fn apply_commit(
     // Pipelined: every statement is sent before the first answer is awaited (futures polled in
     // order send in order); PostgreSQL runs them in order and, after a failure, rejects the
     // rest, so the first error in statement order is the one that says what went wrong.
-    let events = commit.events.iter().map(|event| async move {
-        {
-            tx.execute(
-                &writes_with.insert_event,
-                &[
-                    &event.aggregate_type.as_str(),
-                    &event.aggregate_id,
-                    &(event.sequence as i64),
-                    &event.event_type.as_str(),
-                    &event.payload,
-                    &event.resource_owner,
-                    &event.creator,
-                    &event.created_us,
-                ],
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| classify(e, Some((&event.aggregate_id, event.sequence))))
-        }
-    });
+    let events = commit
+        .events
+        .iter()
+        .map(|event| insert_event(tx, writes_with, EventRow::from(event)));
     let writes = commit
         .writes
         .iter()
@@ -677,26 +685,8 @@ impl EventStore for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
         let writes_with = prepare_writes(&tx).await?;
-        for LogEntry {
-            aggregate_type,
-            event,
-        } in entries
-        {
-            tx.execute(
-                &writes_with.insert_event,
-                &[
-                    aggregate_type,
-                    &event.aggregate_id,
-                    &(event.sequence as i64),
-                    &event.event_type,
-                    &event.payload,
-                    &event.resource_owner,
-                    &event.creator,
-                    &event.created_us,
-                ],
-            )
-            .await
-            .map_err(|e| classify(e, Some((&event.aggregate_id, event.sequence))))?;
+        for entry in entries {
+            insert_event(&tx, &writes_with, EventRow::from(entry)).await?;
         }
         for write in writes {
             write_projection(&tx, &writes_with, write, None).await?;

@@ -10,9 +10,10 @@ pub(crate) mod fan_out;
 pub(crate) mod rows;
 pub(crate) mod search;
 
+use crate::domain::event::NewEvent;
 use crate::domain::org::MemberScope;
 use crate::domain::user::{User, UserKind};
-use crate::store::StoreError;
+use crate::store::{LogEntry, StoreError};
 
 /// The few places where the SQL of the two backends differs.
 pub(crate) trait Dialect {
@@ -32,6 +33,58 @@ pub(crate) trait Dialect {
     fn text_method(method: crate::store::TextMethod, column: &str, p: &str) -> String;
     /// `column` is one of `values` (never empty), appending what it binds to `params`.
     fn in_list(column: &str, values: &[String], params: &mut Vec<Param>) -> String;
+}
+
+/// An event as both schemas' `events` row holds it, borrowed from a command's [`NewEvent`] or
+/// an imported [`LogEntry`]: what each backend's insert binds.
+pub(crate) struct EventRow<'a> {
+    /// `user`, `org`, …
+    pub(crate) aggregate_type: &'a str,
+    /// The aggregate.
+    pub(crate) aggregate_id: &'a str,
+    /// Its sequence in the aggregate.
+    pub(crate) sequence: u64,
+    /// The dotted event name.
+    pub(crate) event_type: &'a str,
+    /// The payload.
+    pub(crate) payload: &'a serde_json::Value,
+    /// The owning org.
+    pub(crate) resource_owner: &'a str,
+    /// Who caused it.
+    pub(crate) creator: &'a str,
+    /// When (µs).
+    pub(crate) created_us: i64,
+}
+
+impl<'a> From<&'a NewEvent> for EventRow<'a> {
+    fn from(event: &'a NewEvent) -> Self {
+        Self {
+            aggregate_type: event.aggregate_type.as_str(),
+            aggregate_id: &event.aggregate_id,
+            sequence: event.sequence,
+            event_type: event.event_type.as_str(),
+            payload: &event.payload,
+            resource_owner: &event.resource_owner,
+            creator: &event.creator,
+            created_us: event.created_us,
+        }
+    }
+}
+
+impl<'a> From<&'a LogEntry> for EventRow<'a> {
+    fn from(entry: &'a LogEntry) -> Self {
+        let event = &entry.event;
+        Self {
+            aggregate_type: &entry.aggregate_type,
+            aggregate_id: &event.aggregate_id,
+            sequence: event.sequence,
+            event_type: &event.event_type,
+            payload: &event.payload,
+            resource_owner: &event.resource_owner,
+            creator: &event.creator,
+            created_us: event.created_us,
+        }
+    }
 }
 
 /// A query parameter, before a driver binds it.

@@ -6,7 +6,7 @@ use rusqlite::{Connection, params};
 use super::query;
 use super::search::Sqlite;
 use super::write::{insert_event, transaction, write_projection};
-use crate::store::sql::{export, rows};
+use crate::store::sql::{EventRow, export, rows};
 use crate::store::{LogEntry, ProjectionWrite, StoreError};
 
 /// Up to `limit` events after position `after`, in position order.
@@ -35,22 +35,8 @@ pub(super) fn import(
     writes: &[ProjectionWrite],
 ) -> Result<(), StoreError> {
     transaction(conn, |conn| {
-        for LogEntry {
-            aggregate_type,
-            event,
-        } in entries
-        {
-            insert_event(
-                conn,
-                aggregate_type,
-                &event.aggregate_id,
-                event.sequence,
-                &event.event_type,
-                &event.payload,
-                &event.resource_owner,
-                &event.creator,
-                event.created_us,
-            )?;
+        for entry in entries {
+            insert_event(conn, &EventRow::from(entry))?;
         }
         for write in writes {
             write_projection(conn, write)?;

@@ -9,7 +9,7 @@ use rusqlite::{Connection, params};
 
 use super::{OnUnique, backend, classify, scope_key};
 use crate::domain::user::{User, UserState};
-use crate::store::sql::{UserColumns, encode_roles};
+use crate::store::sql::{EventRow, UserColumns, encode_roles};
 use crate::store::{Commit, Constraint, ProjectionWrite, StoreError};
 
 const INSERT_EVENT: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, \
@@ -91,17 +91,7 @@ pub(super) fn in_savepoint(conn: &Connection, commit: &Commit) -> Result<(), Sto
 /// Appends the events and writes the projections of `commit` in the open transaction.
 pub(super) fn append(conn: &Connection, commit: &Commit) -> Result<(), StoreError> {
     for event in &commit.events {
-        insert_event(
-            conn,
-            event.aggregate_type.as_str(),
-            &event.aggregate_id,
-            event.sequence,
-            event.event_type.as_str(),
-            &event.payload,
-            &event.resource_owner,
-            &event.creator,
-            event.created_us,
-        )?;
+        insert_event(conn, &EventRow::from(event))?;
     }
     for write in &commit.writes {
         write_projection(conn, write)?;
@@ -111,37 +101,27 @@ pub(super) fn append(conn: &Connection, commit: &Commit) -> Result<(), StoreErro
 
 /// Inserts one event; a taken (aggregate, sequence) is a [`StoreError::VersionConflict`].
 #[allow(clippy::too_many_arguments)]
-pub(super) fn insert_event(
-    conn: &Connection,
-    aggregate_type: &str,
-    aggregate_id: &str,
-    sequence: u64,
-    event_type: &str,
-    payload: &serde_json::Value,
-    resource_owner: &str,
-    creator: &str,
-    created_us: i64,
-) -> Result<(), StoreError> {
+pub(super) fn insert_event(conn: &Connection, event: &EventRow<'_>) -> Result<(), StoreError> {
     // Most events carry `{}`: no serialiser run for those.
-    let payload = match payload {
+    let payload = match event.payload {
         serde_json::Value::Object(map) if map.is_empty() => std::borrow::Cow::Borrowed("{}"),
         other => std::borrow::Cow::Owned(other.to_string()),
     };
     conn.prepare_cached(INSERT_EVENT)
         .and_then(|mut stmt| {
             stmt.execute(params![
-                aggregate_type,
-                aggregate_id,
-                sequence as i64,
-                event_type,
+                event.aggregate_type,
+                event.aggregate_id,
+                event.sequence as i64,
+                event.event_type,
                 payload.as_ref(),
-                resource_owner,
-                creator,
-                created_us,
+                event.resource_owner,
+                event.creator,
+                event.created_us,
             ])
         })
         .map(|_| ())
-        .map_err(|e| classify(e, OnUnique::Conflict(aggregate_id, sequence)))
+        .map_err(|e| classify(e, OnUnique::Conflict(event.aggregate_id, event.sequence)))
 }
 
 /// The key of `user`'s name in the unique index: lowercased, or `DELETED:<id>` once removed
